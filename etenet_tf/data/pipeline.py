@@ -1,0 +1,96 @@
+"""tf.data input pipelines for training and evaluation.
+
+Training batches are `(x, y, sample_weight)` for teacher forcing:
+`x = {"frames" or "features": ..., "tokens": ids[:-1]}`, `y = ids[1:]`,
+`sample_weight = (y != <pad>)`. Each epoch draws one reference caption per
+video at random. The order and the caption choice depend only on
+`(seed, epoch)`, so a resumed run can `skip()` to the exact batch it stopped
+at.
+
+Evaluation batches are dicts with `video_id`, the frames or features, and
+`references` (all captions, padded with empty strings).
+
+Sharding: with a `tf.distribute.InputContext`, each input pipeline keeps
+every n-th video (after enumeration), which works with any number of files.
+"""
+
+import tensorflow as tf
+
+from etenet_tf.data import records
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _read(files, kind):
+    if not files:
+        raise FileNotFoundError("no record files given to the input pipeline")
+    parse = records.parse_frames if kind == "frames" else records.parse_features
+    ds = tf.data.TFRecordDataset(list(files), num_parallel_reads=min(len(files), 8))
+    return ds.map(parse, num_parallel_calls=AUTOTUNE)
+
+
+def _inputs(example, kind, image_size):
+    if kind == "frames":
+        return records.decode_jpeg_frames(example["frames"], image_size)
+    return example["features"]
+
+
+def train_dataset(files, kind, tokenizer, batch_size, *, epoch=0, seed=0, image_size=None,
+                  input_context=None, shuffle_buffer=2048):
+    """Training batches for one epoch.
+
+    Args:
+        files: record shard paths.
+        kind: `"frames"` (JPEG frame records) or `"features"` (cache).
+        tokenizer: a `CaptionTokenizer`.
+        batch_size: per-pipeline batch size (remainder dropped so every
+            replica sees full, static-shaped batches).
+        epoch: epoch number; selects shuffle order and captions.
+        seed: base seed.
+        image_size: frame side (frames only).
+        input_context: optional `tf.distribute.InputContext`.
+        shuffle_buffer: shuffle buffer size in videos.
+    """
+    ds = _read(files, kind).enumerate()
+    if input_context and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    ds = ds.shuffle(shuffle_buffer, seed=seed * 100003 + epoch, reshuffle_each_iteration=False)
+
+    def to_example(index, example):
+        captions = example["captions"]
+        pick = tf.random.stateless_uniform(
+            [], seed=tf.stack([tf.cast(seed * 100003 + epoch, tf.int64), index]),
+            maxval=tf.shape(captions, out_type=tf.int64)[0], dtype=tf.int64,
+        )
+        ids = tokenizer(captions[pick][tf.newaxis])[0]
+        x = {kind: _inputs(example, kind, image_size), "tokens": ids[:-1]}
+        y = ids[1:]
+        return x, y, tf.cast(tf.not_equal(y, 0), tf.float32)
+
+    ds = ds.map(to_example, num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def eval_dataset(files, kind, batch_size, *, image_size=None, input_context=None):
+    """Evaluation batches: every video once, with all its references."""
+    ds = _read(files, kind)
+    if input_context and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+    def to_example(example):
+        return {
+            "video_id": example["video_id"],
+            kind: _inputs(example, kind, image_size),
+            "references": example["captions"],
+        }
+
+    ds = ds.map(to_example, num_parallel_calls=AUTOTUNE)
+    return ds.padded_batch(batch_size, padding_values={
+        "video_id": "", kind: tf.constant(0, tf.uint8 if kind == "frames" else tf.float32),
+        "references": "",
+    }).prefetch(AUTOTUNE)
+
+
+def steps_per_epoch(num_videos, global_batch_size):
+    """Full batches in one epoch (at least 1 when there is any video)."""
+    return max(num_videos // global_batch_size, 1 if num_videos else 0)

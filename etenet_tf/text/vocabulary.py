@@ -1,0 +1,95 @@
+"""Caption vocabulary: special tokens, min-count building, save/load, and
+id -> text detokenisation with core TensorFlow ops only (it runs inside the
+exported serving graph, where TF Serving's own, older TF Text ops must not
+be needed).
+"""
+
+import collections
+import os
+
+import tensorflow as tf
+
+PAD, UNK, START, END = "<pad>", "<unk>", "<start>", "<end>"
+SPECIAL_TOKENS = (PAD, UNK, START, END)
+PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
+
+
+class Vocabulary:
+    """An ordered token list whose first four entries are the special tokens.
+
+    Args:
+        tokens: all tokens, starting with `SPECIAL_TOKENS`.
+    """
+
+    def __init__(self, tokens):
+        tokens = list(tokens)
+        if tuple(tokens[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+            raise ValueError(f"a vocabulary must start with {SPECIAL_TOKENS}")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("the vocabulary has duplicate tokens")
+        self.tokens = tokens
+
+    def __len__(self):
+        return len(self.tokens)
+
+    @classmethod
+    def build(cls, tokenized_captions, min_count=1):
+        """Builds a vocabulary from tokenised captions.
+
+        Args:
+            tokenized_captions: iterable of lists of word strings.
+            min_count: words seen fewer times become `<unk>`.
+
+        Returns:
+            A `Vocabulary` ordered by decreasing count, then alphabetically.
+        """
+        counts = collections.Counter(w for caption in tokenized_captions for w in caption)
+        words = sorted(
+            (w for w, c in counts.items() if c >= min_count and w not in SPECIAL_TOKENS),
+            key=lambda w: (-counts[w], w),
+        )
+        return cls(list(SPECIAL_TOKENS) + words)
+
+    def save(self, path):
+        """Writes one token per line, atomically."""
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(self.tokens) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"vocabulary not found: {path} (run --stage=prepare first)"
+            )
+        with open(path, encoding="utf-8") as f:
+            return cls([line.rstrip("\n") for line in f if line.rstrip("\n")])
+
+    def lookup_table(self):
+        """A `tf.lookup.StaticHashTable` word -> id with `<unk>` as default."""
+        return tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(self.tokens), tf.range(len(self.tokens), dtype=tf.int64)
+            ),
+            default_value=UNK_ID,
+        )
+
+
+def ids_to_text(ids, tokens):
+    """Joins token ids into captions, stopping at the first `<end>`.
+
+    Core TF ops only. Special tokens are dropped.
+
+    Args:
+        ids: int tensor `[batch, length]`.
+        tokens: string tensor `[vocabulary_size]`.
+
+    Returns:
+        string tensor `[batch]`.
+    """
+    ids = tf.convert_to_tensor(ids)
+    ended = tf.cumsum(tf.cast(tf.equal(ids, END_ID), tf.int32), axis=1) > 0
+    keep = tf.logical_and(tf.logical_not(ended), ids >= len(SPECIAL_TOKENS))
+    words = tf.ragged.boolean_mask(tf.gather(tokens, ids), keep)
+    return tf.strings.reduce_join(words, axis=1, separator=" ")
