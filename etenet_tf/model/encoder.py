@@ -1,0 +1,226 @@
+"""Per-frame CNN encoders from keras.applications.
+
+A registry entry says how to build a backbone, where Keras caches its
+ImageNet weights, its smallest input, and which layers end a block (for
+"unfreeze the top N blocks"). Adding another keras.applications backbone
+is one more `EncoderSpec`.
+"""
+
+import dataclasses
+import os
+import re
+
+import keras
+from keras import ops
+
+_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+    """How to build one keras.applications backbone.
+
+    Args:
+        constructor: the keras.applications function.
+        weights_file: file name of the no-top ImageNet weights in the Keras
+            cache (`~/.keras/models/`).
+        weights_url: where Keras downloads that file from.
+        min_image_size: smallest input side the architecture accepts.
+        block_end_pattern: regex matching the layers that end a block.
+    """
+
+    constructor: object
+    weights_file: str
+    weights_url: str
+    min_image_size: int
+    block_end_pattern: str
+
+
+ENCODERS = {
+    "inception_v3": EncoderSpec(
+        constructor=keras.applications.InceptionV3,
+        weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        weights_url=f"{_WEIGHTS_URL}/inception_v3/",
+        min_image_size=75,
+        block_end_pattern=r"^mixed\d+$",
+    ),
+    "inception_resnet_v2": EncoderSpec(
+        constructor=keras.applications.InceptionResNetV2,
+        weights_file="inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        weights_url=f"{_WEIGHTS_URL}/inception_resnet_v2/",
+        min_image_size=75,
+        block_end_pattern=r"^(mixed_5b|mixed_6a|mixed_7a|block\d+_\d+_ac)$",
+    ),
+}
+
+
+class EncoderWeightsError(Exception):
+    """Encoder weights were asked for but cannot be found."""
+
+
+def get_spec(encoder_name):
+    if encoder_name not in ENCODERS:
+        raise ValueError(
+            f"unknown encoder {encoder_name!r}; choose one of {', '.join(sorted(ENCODERS))}"
+        )
+    return ENCODERS[encoder_name]
+
+
+def keras_cache_dir():
+    """Keras' model cache: `$KERAS_HOME/models` or `~/.keras/models`."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models")
+
+
+def resolve_weights(encoder_name, weights):
+    """Maps the `--encoder_weights` value to what keras.applications takes.
+
+    Args:
+        encoder_name: a key of `ENCODERS`.
+        weights: `"imagenet"`, `"none"`/None (random init) or a file path.
+
+    Returns:
+        None or the path of an existing weights file. ImageNet weights are
+        read from the Keras cache, never downloaded here.
+
+    Raises:
+        EncoderWeightsError: the file is missing, with where to put it.
+    """
+    if weights is None or str(weights).lower() == "none":
+        return None
+    spec = get_spec(encoder_name)
+    if weights == "imagenet":
+        path = os.path.join(keras_cache_dir(), spec.weights_file)
+        if not os.path.isfile(path):
+            raise EncoderWeightsError(
+                f"ImageNet weights for {encoder_name} not found: expected {path}. "
+                f"Download {spec.weights_url}{spec.weights_file} on a machine with "
+                f"internet access and copy it there, or pass "
+                f"--encoder_weights=/path/to/{spec.weights_file} "
+                "(or --encoder_weights=none for random initialisation)"
+            )
+        return path
+    if not os.path.isfile(weights):
+        raise EncoderWeightsError(
+            f"encoder weights file not found: {weights} (expected a Keras .h5/.weights.h5 "
+            f"file such as {spec.weights_file})"
+        )
+    return weights
+
+
+@keras.saving.register_keras_serializable(package="etenet_tf")
+class FrameEncoder(keras.layers.Layer):
+    """Applies an ImageNet CNN to every frame and pools each frame spatially.
+
+    Input: frames `[batch, frames, size, size, 3]`, RGB in [0, 255] (any
+    dtype). Preprocessing (scaling to [-1, 1], as both Inception networks
+    expect) happens inside, so the exported model takes raw pixels. The
+    backbone always runs with `training=False`: BatchNorm uses its moving
+    statistics, also when fine-tuned, as is usual with small video batches.
+
+    Args:
+        encoder_name: a key of `ENCODERS`.
+        image_size: side of the input frames.
+        encoder_weights: `"imagenet"`, `"none"`/None, or a weights file; used
+            only when the layer is first built (a saved model carries its
+            own weights, so `get_config` records None).
+    """
+
+    def __init__(self, encoder_name="inception_v3", image_size=299, encoder_weights=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        spec = get_spec(encoder_name)
+        if image_size < spec.min_image_size:
+            raise ValueError(
+                f"image size {image_size} is below the {encoder_name} minimum of "
+                f"{spec.min_image_size}"
+            )
+        self.encoder_name = encoder_name
+        self.image_size = image_size
+        self.encoder_weights = encoder_weights
+
+    def build(self, input_shape=None):
+        self.backbone = get_spec(self.encoder_name).constructor(
+            include_top=False,
+            weights=resolve_weights(self.encoder_name, self.encoder_weights),
+            input_shape=(self.image_size, self.image_size, 3),
+            pooling="avg",
+        )
+        self.built = True
+
+    @property
+    def output_dim(self):
+        return self.backbone.output_shape[-1]
+
+    def call(self, frames):
+        shape = ops.shape(frames)
+        x = ops.cast(frames, self.compute_dtype) / 127.5 - 1.0
+        x = ops.reshape(x, (-1, self.image_size, self.image_size, 3))
+        features = self.backbone(x, training=False)
+        return ops.reshape(features, (shape[0], shape[1], self.output_dim))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:2]) + (self.output_dim,)
+
+    def set_trainable_blocks(self, num_blocks):
+        """Freezes the backbone except its top `num_blocks` blocks.
+
+        Args:
+            num_blocks: 0 freezes everything, -1 (or more blocks than the
+                network has) unfreezes everything.
+        """
+        if num_blocks < -1:
+            raise ValueError("num_blocks must be -1 (all), 0 (none) or a block count")
+        layers = self.backbone.layers
+        first = 0
+        if num_blocks > 0:
+            pattern = re.compile(get_spec(self.encoder_name).block_end_pattern)
+            ends = [i for i, layer in enumerate(layers) if pattern.match(layer.name)]
+            first = ends[-num_blocks - 1] + 1 if num_blocks < len(ends) else 0
+        self.trainable = True  # resets every sublayer, then freeze below `first`
+        for i, layer in enumerate(layers):
+            layer.trainable = i >= first
+        self.trainable = num_blocks != 0
+
+    def calibrate_batchnorm(self, frame_batches):
+        """Estimates BatchNorm moving statistics from data.
+
+        For a randomly initialised backbone (`encoder_weights="none"`) the
+        initial statistics (mean 0, variance 1) are wrong by orders of
+        magnitude and the features collapse to near-constants. Running
+        the backbone in training mode over a few batches with a running
+        average (momentum `(k-1)/k` at batch `k`) sets them to the data's
+        statistics. No weight is trained.
+
+        Args:
+            frame_batches: iterable of frame tensors `[batch, frames, s, s, 3]`.
+
+        Returns:
+            Number of batches used.
+        """
+        norms = [l for l in self.backbone._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+        saved = [(n.momentum, n.trainable) for n in norms]
+        count = 0
+        try:
+            for frames in frame_batches:
+                count += 1
+                for n in norms:
+                    # a frozen Keras BatchNorm ignores training=True
+                    n.trainable = True
+                    n.momentum = (count - 1) / count
+                x = ops.cast(frames, self.compute_dtype) / 127.5 - 1.0
+                self.backbone(ops.reshape(x, (-1, self.image_size, self.image_size, 3)), training=True)
+        finally:
+            for n, (momentum, trainable) in zip(norms, saved):
+                n.momentum, n.trainable = momentum, trainable
+        return count
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "encoder_name": self.encoder_name,
+            "image_size": self.image_size,
+            # the weights travel with the saved model, not as a file path
+            "encoder_weights": None,
+        })
+        return config

@@ -1,0 +1,101 @@
+"""Training checkpoints (resume) and best-model checkpoints (by validation).
+
+Both use `tf.train.CheckpointManager`, which writes a new numbered
+checkpoint before it updates its index file and deletes old ones: a crash
+or a full disk during a save leaves the previous checkpoint usable.
+
+Layout under a stage directory (`<model_dir>/pretrain`, `.../finetune`):
+    checkpoints/   model + optimizers + step, every N steps and each epoch
+    best/          model weights with the best validation metric so far
+    best/best.json {"metric", "value", "epoch", "step", "scores"}
+"""
+
+import json
+import os
+import shutil
+
+import tensorflow as tf
+
+from etenet_tf.training import strategy as strategy_lib
+
+
+class NoCheckpointError(Exception):
+    """A stage needs a checkpoint that does not exist."""
+
+
+class TrainingCheckpoints:
+    """The resume checkpoint and the best checkpoint of one stage.
+
+    Args:
+        stage_dir: `<model_dir>/<stage>`.
+        model: the captioner.
+        optimizers: dict name -> Keras optimizer (restored with the model).
+        strategy: the distribution strategy (non-chief workers write to
+            temp dirs that are deleted after each save).
+        max_to_keep: resume checkpoints kept.
+    """
+
+    def __init__(self, stage_dir, model, optimizers, strategy, max_to_keep=2):
+        self.stage_dir = stage_dir
+        self.strategy = strategy
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.checkpoint = tf.train.Checkpoint(model=model, step=self.step, **optimizers)
+        self.best_checkpoint = tf.train.Checkpoint(model=model)
+        self._last_dir = os.path.join(stage_dir, "checkpoints")
+        self._best_dir = os.path.join(stage_dir, "best")
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, strategy_lib.worker_dir(self._last_dir, strategy), max_to_keep
+        )
+        self.best_manager = tf.train.CheckpointManager(
+            self.best_checkpoint, strategy_lib.worker_dir(self._best_dir, strategy), 1
+        )
+
+    def restore_latest(self):
+        """Restores the last resume checkpoint; returns its path or None."""
+        latest = tf.train.latest_checkpoint(self._last_dir)
+        if latest:
+            self.checkpoint.restore(latest).expect_partial()
+        return latest
+
+    def save(self):
+        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        self._cleanup(self._last_dir)
+        return path
+
+    def best(self):
+        """The best record (dict) or None."""
+        return read_best(self.stage_dir)
+
+    def save_best(self, record):
+        self.best_manager.save(checkpoint_number=int(self.step.numpy()))
+        if strategy_lib.is_chief(self.strategy):
+            tmp = os.path.join(self._best_dir, f"best.json.tmp-{os.getpid()}")
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(record, f, indent=1)
+            os.replace(tmp, os.path.join(self._best_dir, "best.json"))
+        self._cleanup(self._best_dir)
+
+    def _cleanup(self, directory):
+        if not strategy_lib.is_chief(self.strategy):
+            shutil.rmtree(strategy_lib.worker_dir(directory, self.strategy), ignore_errors=True)
+
+
+def read_best(stage_dir):
+    path = os.path.join(stage_dir, "best", "best.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def restore_best(model, stage_dir):
+    """Loads the best weights of a stage into `model`.
+
+    Raises:
+        NoCheckpointError: the stage has no best checkpoint.
+    """
+    path = tf.train.latest_checkpoint(os.path.join(stage_dir, "best"))
+    if path is None or read_best(stage_dir) is None:
+        raise NoCheckpointError(f"no best checkpoint in {os.path.join(stage_dir, 'best')}")
+    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    return path
