@@ -1,8 +1,8 @@
 """tf.data input pipelines for training and evaluation.
 
-Training batches are `(x, y, sample_weight)` for teacher forcing:
-`x = {"frames" or "features": ..., "tokens": ids[:-1]}`, `y = ids[1:]`,
-`sample_weight = (y != <pad>)`. Each epoch draws one reference caption per
+Training batches are `(x, y)` for teacher forcing:
+`x = {"frames" or "features": ..., "tokens": ids[:-1]}`, `y = ids[1:]`
+(`CaptionLoss` masks the `<pad>` targets itself). Each epoch draws one reference caption per
 video at random. The order and the caption choice depend only on
 `(seed, epoch)`, so a resumed run can `skip()` to the exact batch it stopped
 at.
@@ -64,8 +64,7 @@ def train_dataset(files, kind, tokenizer, batch_size, *, epoch=0, seed=0, image_
         )
         ids = tokenizer(captions[pick][tf.newaxis])[0]
         x = {kind: _inputs(example, kind, image_size), "tokens": ids[:-1]}
-        y = ids[1:]
-        return x, y, tf.cast(tf.not_equal(y, 0), tf.float32)
+        return x, ids[1:]
 
     ds = ds.map(to_example, num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)

@@ -1,0 +1,138 @@
+"""Entry point: `python main.py --stage=...` (see README)."""
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
+
+from absl import app  # noqa: E402
+from absl import flags as absl_flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from etenet_tf.cli import flags as flags_lib  # noqa: E402
+
+USAGE_ERROR = 2
+
+
+def _prepare_examples(cfg):
+    from etenet_tf.data import datasets, shapes
+    if cfg.dataset == "shapes":
+        root = os.path.dirname(os.path.abspath(cfg.records_dir))
+        out = cfg.video_dir and os.path.dirname(os.path.abspath(cfg.video_dir)) or os.path.join(root, "shapes")
+        annotations = shapes.generate(out, (cfg.shapes_train_per_combination, 1, 1))
+        return datasets.load_custom(annotations, os.path.join(out, "videos"))
+    if cfg.dataset == "msrvtt":
+        return datasets.load_msrvtt(cfg.annotations, cfg.video_dir)
+    if cfg.dataset == "msvd":
+        captions = cfg.annotations[0]
+        split_dir = cfg.msvd_split_dir or os.path.dirname(os.path.abspath(captions))
+        return datasets.load_msvd(captions, cfg.video_dir, split_dir, cfg.msvd_mapping)
+    return datasets.load_custom(cfg.annotations[0], cfg.video_dir or
+                                os.path.dirname(os.path.abspath(cfg.annotations[0])))
+
+
+def run_prepare(cfg):
+    from etenet_tf.data import prepare
+    from etenet_tf.text import tokenizer, vocabulary
+
+    examples = _prepare_examples(cfg)
+    start = time.time()
+    last = [0.0]
+
+    def progress(done, total):
+        now = time.time()
+        if done == total or now - last[0] > 2:
+            last[0] = now
+            print(f"\rprepare: {done}/{total} videos", end="\n" if done == total else "",
+                  flush=True)
+
+    report = prepare.prepare(
+        examples, cfg.records_dir, cfg.frames, cfg.image_size, dataset_name=cfg.dataset,
+        vocabulary_builder=lambda caps: vocabulary.Vocabulary.build(
+            tokenizer.words_of(caps), cfg.min_word_count),
+        videos_per_shard=cfg.videos_per_shard, workers=cfg.workers or None,
+        strict=cfg.strict, progress=progress,
+    )
+    written = ", ".join(f"{k} {v}" for k, v in report["written"].items()) or "none"
+    print(f"prepare: wrote {written} videos to {cfg.records_dir} in {time.time() - start:.1f}s; "
+          f"skipped {len(report['missing'])} missing, {len(report['undecodable'])} undecodable, "
+          f"{len(report['unsafe_id'])} unsafe ids, {len(report['no_captions'])} without "
+          f"captions (details: {os.path.join(cfg.records_dir, prepare.REPORT_FILE)}); "
+          f"vocabulary {report['vocabulary_size']} tokens")
+    return report
+
+
+def run_stage(cfg):
+    stage = cfg.stage
+    if stage == "prepare":
+        return run_prepare(cfg)
+    if stage == "pretrain":
+        from etenet_tf.training import stages
+        return stages.run_pretrain(cfg)
+    if stage == "finetune":
+        from etenet_tf.training import stages
+        return stages.run_finetune(cfg)
+    if stage == "evaluate":
+        from etenet_tf.evaluation import evaluate
+        return evaluate.run_evaluate(cfg)
+    if stage == "caption":
+        from etenet_tf import caption_videos
+        return caption_videos.run_caption(cfg)
+    if stage == "export":
+        from etenet_tf.export import serving
+        return serving.run_export(cfg)
+    if stage == "all":
+        from etenet_tf import main_job
+        return main_job.run_all(cfg)
+    raise flags_lib.FlagError(f"unknown stage {stage}")
+
+
+def _user_errors():
+    """Exceptions that mean 'the user must fix something', by exit code."""
+    from etenet_tf.data.datasets import AnnotationError
+    from etenet_tf.data.prepare import PrepareError
+    from etenet_tf.model.encoder import EncoderWeightsError
+    from etenet_tf.training.checkpoints import NoCheckpointError
+    from etenet_tf.training.loop import TrainingDivergedError
+    from etenet_tf.training.stages import ModelDirError
+    usage = (flags_lib.FlagError, NoCheckpointError)
+    other = (AnnotationError, PrepareError, EncoderWeightsError, ModelDirError,
+             TrainingDivergedError, FileNotFoundError)
+    return usage, other
+
+
+def main(argv):
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags need --name=value)")
+    logging.set_verbosity(logging.WARNING)  # TF's per-save INFO lines drown the progress bars
+    cfg = flags_lib.snapshot()
+    usage, other = _user_errors()
+    try:
+        flags_lib.validate(cfg)
+        result = run_stage(cfg)
+    except usage as e:
+        _fail(str(e).strip("'\""))
+    except other as e:
+        _fail(str(e).strip("'\""), code=1)
+    except KeyboardInterrupt:
+        _fail("interrupted; re-run the same command to resume", code=130)
+    if cfg.stage == "caption" and result:
+        sys.exit(1)  # some videos failed; each got its own error line
+
+
+def _fail(message, code=USAGE_ERROR):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _parse(argv):
+    try:
+        return absl_flags.FLAGS(argv)
+    except absl_flags.Error as e:
+        _fail(str(e))
+
+
+def run():
+    flags_lib.define_flags()
+    app.run(main, flags_parser=_parse)

@@ -1,0 +1,282 @@
+"""The training loop shared by pretrain and finetune, for every strategy.
+
+Why not `model.fit`: it fails under MultiWorkerMirroredStrategy in Keras 3
+(keras-team/keras#20585), it cannot give the encoder its own learning rate
+without a second optimizer, and it cannot resume in the middle of an epoch.
+This loop runs `strategy.run` over a distributed dataset, with:
+
+- two Adam optimizers: decoder, and (finetune) encoder at a lower rate;
+- exact resume: the step counter is checkpointed with the model and the
+  optimizers; batches depend only on (seed, epoch), so a restarted run
+  skips the batches it already trained on;
+- a NaN/Inf loss stops training with `TrainingDivergedError` before any
+  checkpoint of the diverged state is written;
+- validation after every epoch, the best checkpoint chosen by a metric
+  (CIDEr by default), and TensorBoard summaries.
+"""
+
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from etenet_tf.data import pipeline
+from etenet_tf.evaluation import attention_image
+from etenet_tf.evaluation import metrics as metrics_lib
+from etenet_tf.evaluation import predict
+from etenet_tf.model.losses import CaptionLoss
+from etenet_tf.training import checkpoints as checkpoints_lib
+from etenet_tf.training import strategy as strategy_lib
+
+
+class TrainingDivergedError(Exception):
+    """The loss became NaN or infinite."""
+
+
+class Trainer:
+    """Trains a captioner with a custom loop under a tf.distribute strategy.
+
+    Args:
+        model: an `EtENetCaptioner` created under `strategy.scope()`.
+        strategy: the distribution strategy.
+        stage_dir: `<model_dir>/<stage>`; checkpoints and logs go there.
+        kind: `"features"` (pretrain from the cache) or `"frames"`.
+        global_batch_size: videos per step over all replicas.
+        decoder_learning_rate: Adam learning rate of the decoder.
+        encoder_learning_rate: Adam learning rate of the encoder, or None
+            to keep it frozen.
+        label_smoothing: see `CaptionLoss`.
+        clip_norm: global gradient norm clip (per optimizer).
+        gradient_accumulation_steps: optimizer steps accumulate this many
+            batches (Keras optimizers' built-in accumulation).
+        checkpoint_every_steps: resume checkpoint interval (0: per epoch).
+        log_every_steps: TensorBoard scalar interval.
+        verbose: progress bars and messages.
+    """
+
+    def __init__(self, model, strategy, stage_dir, *, kind, global_batch_size,
+                 decoder_learning_rate, encoder_learning_rate=None, label_smoothing=0.0,
+                 clip_norm=5.0, gradient_accumulation_steps=1, checkpoint_every_steps=0,
+                 log_every_steps=10, verbose=True):
+        self.model = model
+        self.strategy = strategy
+        self.stage_dir = stage_dir
+        self.kind = kind
+        self.global_batch_size = global_batch_size
+        self.checkpoint_every_steps = checkpoint_every_steps
+        self.log_every_steps = log_every_steps
+        self.verbose = verbose
+        self.loss_fn = CaptionLoss(label_smoothing)
+        accumulation = gradient_accumulation_steps if gradient_accumulation_steps > 1 else None
+        self.decoder_variables = list(model.decoder.trainable_variables)
+        self.encoder_variables = (
+            list(model.encoder.trainable_variables) if encoder_learning_rate else []
+        )
+        with strategy.scope():
+            self.decoder_optimizer = keras.optimizers.Adam(
+                decoder_learning_rate, global_clipnorm=clip_norm,
+                gradient_accumulation_steps=accumulation, name="decoder_adam",
+            )
+            self.decoder_optimizer.build(self.decoder_variables)
+            optimizers = {"decoder_optimizer": self.decoder_optimizer}
+            self.encoder_optimizer = None
+            if self.encoder_variables:
+                self.encoder_optimizer = keras.optimizers.Adam(
+                    encoder_learning_rate, global_clipnorm=clip_norm,
+                    gradient_accumulation_steps=accumulation, name="encoder_adam",
+                )
+                self.encoder_optimizer.build(self.encoder_variables)
+                optimizers["encoder_optimizer"] = self.encoder_optimizer
+            self.checkpoints = checkpoints_lib.TrainingCheckpoints(
+                stage_dir, model, optimizers, strategy
+            )
+        self.chief = strategy_lib.is_chief(strategy)
+        logs = os.path.join(stage_dir, "logs")
+        if self.chief:
+            self.train_writer = tf.summary.create_file_writer(os.path.join(logs, "train"))
+            self.val_writer = tf.summary.create_file_writer(os.path.join(logs, "validation"))
+        else:
+            self.train_writer = self.val_writer = tf.summary.create_noop_writer()
+        self._train_step = self._make_train_step()
+
+    def _make_train_step(self):
+        model, strategy = self.model, self.strategy
+        n_decoder = len(self.decoder_variables)
+        variables = self.decoder_variables + self.encoder_variables
+
+        def replica_step(x, y):
+            with tf.GradientTape() as tape:
+                logits = model(x, training=True)
+                per_example = self.loss_fn.call(y, logits)
+                loss = tf.nn.compute_average_loss(
+                    per_example, global_batch_size=self.global_batch_size
+                )
+            grads = tape.gradient(loss, variables)
+            self.decoder_optimizer.apply(grads[:n_decoder], self.decoder_variables)
+            if self.encoder_optimizer is not None:
+                self.encoder_optimizer.apply(grads[n_decoder:], self.encoder_variables)
+            return loss
+
+        @tf.function
+        def train_step(batch):
+            x, y = batch
+            per_replica = strategy.run(replica_step, args=(x, y))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+        return train_step
+
+    def _distributed_epoch(self, make_dataset, epoch, steps, skip):
+        def dataset_fn(context):
+            per_replica = context.get_per_replica_batch_size(self.global_batch_size)
+            replicas_here = self.strategy.num_replicas_in_sync // context.num_input_pipelines
+            ds = make_dataset(per_replica, epoch, context)
+            # every pipeline yields the same number of batches, or workers hang
+            return ds.take(steps * replicas_here).skip(skip * replicas_here)
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def fit(self, make_dataset, *, num_videos, epochs, validate, best_metric="CIDEr"):
+        """Trains until `epochs` are done (resuming if a checkpoint exists).
+
+        Args:
+            make_dataset: callable(batch_size, epoch, input_context) -> a
+                `pipeline.train_dataset`.
+            num_videos: training videos (for steps per epoch).
+            epochs: total epochs of this stage.
+            validate: callable(epoch) -> (scores dict, samples) run after
+                each epoch; samples are (id, caption, references, picture).
+            best_metric: key of the scores that picks the best checkpoint.
+
+        Returns:
+            The best record (dict).
+        """
+        workers = self.strategy.extended._num_workers if hasattr(
+            self.strategy.extended, "_num_workers") else 1
+        per_worker = num_videos // max(workers, 1)
+        steps = pipeline.steps_per_epoch(per_worker, self.global_batch_size // max(workers, 1))
+        if steps < 1:
+            raise ValueError(f"{num_videos} training videos cannot fill a batch of "
+                             f"{self.global_batch_size}; lower --batch_size")
+        resumed = self.checkpoints.restore_latest()
+        step = int(self.checkpoints.step.numpy())
+        if resumed and self.verbose:
+            print(f"resumed from {resumed} at step {step}", flush=True)
+        best = self.checkpoints.best()
+        for epoch in range(step // steps, epochs):
+            skip = step - epoch * steps
+            data = self._distributed_epoch(make_dataset, epoch, steps, skip)
+            bar = keras.utils.Progbar(steps, verbose=1 if self.verbose and self.chief else 0,
+                                      stateful_metrics=["loss"])
+            bar.update(skip)
+            start = time.time()
+            for batch in data:
+                loss = float(self._train_step(batch).numpy())
+                if not math.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"loss became {loss} at step {step + 1} (epoch {epoch + 1}); the last "
+                        f"good checkpoint is kept in {self.checkpoints.manager.directory}. "
+                        "Lower the learning rate and re-run to resume from it"
+                    )
+                step += 1
+                self.checkpoints.step.assign(step)
+                bar.update(step - epoch * steps, [("loss", loss)])
+                if step % self.log_every_steps == 0:
+                    with self.train_writer.as_default(step=step):
+                        tf.summary.scalar("loss", loss)
+                        tf.summary.scalar("learning_rate/decoder",
+                                          float(self.decoder_optimizer.learning_rate))
+                        if self.encoder_optimizer is not None:
+                            tf.summary.scalar("learning_rate/encoder",
+                                              float(self.encoder_optimizer.learning_rate))
+                if self.checkpoint_every_steps and step % self.checkpoint_every_steps == 0:
+                    self.checkpoints.save()
+            self.checkpoints.save()
+            scores, samples = validate(epoch)
+            self._log_validation(step, epoch, time.time() - start, scores, samples)
+            value = scores.get(best_metric)
+            if value is not None and (best is None or value > best["value"]):
+                best = {"metric": best_metric, "value": value, "epoch": epoch + 1,
+                        "step": step, "scores": scores}
+                self.checkpoints.save_best(best)
+            if self.verbose and self.chief:
+                shown = " ".join(f"{k}={v:.4f}" for k, v in scores.items() if v is not None)
+                print(f"epoch {epoch + 1}/{epochs}: validation {shown}"
+                      f"{'  (best)' if best and best['epoch'] == epoch + 1 else ''}", flush=True)
+        if best is None:
+            raise ValueError("training ran no epoch; raise --epochs")
+        return best
+
+    def _log_validation(self, step, epoch, seconds, scores, samples):
+        with self.val_writer.as_default(step=step):
+            for name, value in scores.items():
+                if value is not None:
+                    tf.summary.scalar(f"metrics/{name}", value)
+            tf.summary.scalar("epoch_seconds", seconds)
+            rows = ["| video | generated | references |", "|---|---|---|"]
+            for vid, caption, refs, _ in samples:
+                rows.append(f"| {vid} | {caption} | {' / '.join(refs[:3])} |")
+            tf.summary.text("captions", "\n".join(rows))
+            pictures = [p for *_, p in samples if p is not None]
+            if pictures:
+                for i, picture in enumerate(pictures):
+                    tf.summary.image(f"attention/{i}", picture[None], max_outputs=1)
+        self.train_writer.flush()
+        self.val_writer.flush()
+
+
+def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_samples=5,
+                   best_metric="CIDEr"):
+    """Validation callable for `Trainer.fit`: greedy captions of the val split
+    scored with BLEU/ROUGE-L/CIDEr on the package's own tokenisation (no JVM
+    per epoch), plus attention pictures of `preview` videos.
+
+    Args:
+        model: the captioner.
+        val_dataset: `pipeline.eval_dataset` of the val split.
+        kind: `"frames"` or `"features"`.
+        max_length: longest caption generated.
+        preview: optional (ids, frames uint8 [N, T, S, S, 3]) for pictures.
+        num_samples: captions shown in TensorBoard.
+    """
+    def validate(epoch):
+        predictions, references, _ = predict.predict_dataset(
+            model, val_dataset, kind, beam_size=1, max_length=max_length,
+            normalize_references=True,
+        )
+        scored = {k: v for k, v in references.items() if v}
+        scores = {}
+        if scored:
+            scores = metrics_lib.score(
+                scored, {k: predictions[k] for k in scored}, tokenize=False, meteor=False
+            )
+        scores.pop("METEOR", None)
+        samples = []
+        pictures = {}
+        if preview is not None:
+            ids, frames = preview
+            generate = predict.generation_function(model, "frames", 1, max_length, 0.6)
+            captions, _, attention, _ = generate(frames)
+            for vid, clip, caption, att in zip(ids, frames, captions.numpy(), attention.numpy()):
+                words = caption.decode("utf-8").split()
+                pictures[vid] = attention_image.attention_image(clip, words + ["<end>"], att)
+        for vid in list(pictures) + sorted(predictions):
+            if len(samples) >= max(num_samples, len(pictures)):
+                break
+            if vid in {s[0] for s in samples}:
+                continue
+            samples.append((vid, predictions.get(vid, ""), references.get(vid, []),
+                            pictures.get(vid)))
+        return scores, samples
+
+    return validate
+
+
+def write_json(path, obj):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
+    os.replace(tmp, path)

@@ -1,0 +1,232 @@
+"""`--stage=pretrain` and `--stage=finetune`.
+
+pretrain: encoder frozen. Its features are cached once (`feature_cache`)
+and the decoder trains on them. A randomly initialised encoder first gets
+its BatchNorm statistics from training frames (`calibrate_batchnorm`),
+since none of its weights will be trained in this stage.
+
+finetune: starts from the best pretrain checkpoint, unfreezes the encoder
+(all of it, or its top N blocks) with its own, lower learning rate and
+trains the whole network end to end on frames.
+
+Both keep `<model_dir>/model_config.json` (the captioner's config,
+vocabulary included), so later stages rebuild exactly the same model.
+"""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from etenet_tf.data import pipeline
+from etenet_tf.data import prepare as prepare_lib
+from etenet_tf.data import records
+from etenet_tf.model.captioner import EtENetCaptioner
+from etenet_tf.text import tokenizer as tokenizer_lib
+from etenet_tf.text import vocabulary as vocab_lib
+from etenet_tf.training import checkpoints as checkpoints_lib
+from etenet_tf.training import feature_cache
+from etenet_tf.training import loop
+from etenet_tf.training import strategy as strategy_lib
+
+MODEL_CONFIG = "model_config.json"
+STAGES = ("pretrain", "finetune")
+
+
+class ModelDirError(Exception):
+    """The model directory holds something incompatible."""
+
+
+def set_precision(mode):
+    """`none`, `bfloat16` or `float16` -> Keras global dtype policy."""
+    policies = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+    if mode not in policies:
+        raise ValueError(f"unknown --mixed_precision {mode!r}; use none or bfloat16")
+    if mode == "float16":
+        # two optimizers would need two loss scales; bf16 needs none
+        raise ValueError("--mixed_precision=float16 is not supported (it needs loss scaling); "
+                         "use bfloat16")
+    keras.config.set_dtype_policy(policies[mode])
+
+
+def model_config_from_flags(cfg, vocabulary, image_size):
+    return {
+        "vocabulary": vocabulary.tokens,
+        "encoder_name": cfg.encoder,
+        "image_size": image_size,
+        "embedding_dim": cfg.embedding_dim,
+        "hidden_dim": cfg.hidden_dim,
+        "attention_dim": cfg.attention_dim,
+        "dropout": cfg.dropout,
+    }
+
+
+def load_model_config(model_dir):
+    path = os.path.join(model_dir, MODEL_CONFIG)
+    if not os.path.isfile(path):
+        raise checkpoints_lib.NoCheckpointError(
+            f"{path} not found: run --stage=pretrain with --model_dir={model_dir} first"
+        )
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def build_model(model_config, encoder_weights=None):
+    """A captioner from a stored config (call under the strategy scope)."""
+    return EtENetCaptioner(**model_config, encoder_weights=encoder_weights)
+
+
+def load_trained_model(model_dir, stage="auto"):
+    """Rebuilds the model and loads a stage's best weights.
+
+    Args:
+        model_dir: the training directory.
+        stage: `pretrain`, `finetune`, or `auto` (finetune if it has a best
+            checkpoint, else pretrain).
+
+    Returns:
+        `(model, stage)`.
+    """
+    config = load_model_config(model_dir)
+    if stage == "auto":
+        stage = "finetune" if checkpoints_lib.read_best(os.path.join(model_dir, "finetune")) else "pretrain"
+    model = build_model(config)
+    checkpoints_lib.restore_best(model, os.path.join(model_dir, stage))
+    return model, stage
+
+
+def _prepared(cfg):
+    info = prepare_lib.load_dataset_info(cfg.records_dir)
+    vocabulary = vocab_lib.Vocabulary.load(os.path.join(cfg.records_dir, info["vocabulary"]))
+    max_length = cfg.max_caption_length or info["max_caption_length"]
+    for split in ("train", "val"):
+        if not records.list_shards(cfg.records_dir, split):
+            raise FileNotFoundError(
+                f"no {split} records in {cfg.records_dir}: training needs train and val videos"
+            )
+    return info, vocabulary, max_length
+
+
+def _stage_model(cfg, strategy, info, vocabulary):
+    """Builds (pretrain) or re-creates (later) the model for a stage."""
+    path = os.path.join(cfg.model_dir, MODEL_CONFIG)
+    wanted = model_config_from_flags(cfg, vocabulary, info["image_size"])
+    if os.path.isfile(path):
+        stored = load_model_config(cfg.model_dir)
+        if stored != wanted:
+            diff = sorted(k for k in wanted if stored.get(k) != wanted[k])
+            raise ModelDirError(
+                f"{cfg.model_dir} holds a model with different {', '.join(diff)}; use a new "
+                "--model_dir or the flags it was trained with"
+            )
+    with strategy.scope():
+        model = build_model(wanted, cfg.encoder_weights)
+    if strategy_lib.is_chief(strategy) and not os.path.isfile(path):
+        os.makedirs(cfg.model_dir, exist_ok=True)
+        loop.write_json(path, wanted)
+    return model
+
+
+def _preview(cfg, info, count=2):
+    ds = pipeline.eval_dataset(records.list_shards(cfg.records_dir, "val"), "frames", count,
+                               image_size=info["image_size"])
+    batch = next(iter(ds))
+    return [v.decode("utf-8") for v in batch["video_id"].numpy()], batch["frames"]
+
+
+def _calibrate(cfg, model, info):
+    ds = pipeline.eval_dataset(records.list_shards(cfg.records_dir, "train"), "frames",
+                               cfg.calibration_batch_size, image_size=info["image_size"])
+    used = model.encoder.calibrate_batchnorm(
+        b["frames"] for b in ds.take(cfg.calibration_batches)
+    )
+    print(f"calibrated encoder BatchNorm statistics on {used} batches of training frames",
+          flush=True)
+
+
+def run_pretrain(cfg):
+    """Trains the decoder on cached features of the frozen encoder."""
+    info, vocabulary, max_length = _prepared(cfg)
+    set_precision(cfg.mixed_precision)
+    strategy = strategy_lib.make_strategy(cfg.strategy)
+    stage_dir = os.path.join(cfg.model_dir, "pretrain")
+    model = _stage_model(cfg, strategy, info, vocabulary)
+    model.encoder.set_trainable_blocks(0)
+    trainer = loop.Trainer(
+        model, strategy, stage_dir, kind="features",
+        global_batch_size=cfg.batch_size, decoder_learning_rate=cfg.learning_rate,
+        label_smoothing=cfg.label_smoothing, clip_norm=cfg.clip_norm,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        checkpoint_every_steps=cfg.checkpoint_every_steps,
+    )
+    fresh = trainer.checkpoints.restore_latest() is None
+    calibrate = cfg.calibrate_batchnorm == "true" or (
+        cfg.calibrate_batchnorm == "auto" and str(cfg.encoder_weights).lower() == "none")
+    if fresh and calibrate:
+        _calibrate(cfg, model, info)
+    cache_dir = strategy_lib.worker_dir(os.path.join(cfg.model_dir, "features"), strategy)
+    built = feature_cache.build_cache(
+        model, cfg.records_dir, cache_dir, ("train", "val"),
+        batch_size=cfg.eval_batch_size, image_size=info["image_size"], progress=print,
+    )
+    print(f"feature cache {'built' if built else 'reused'}: {cache_dir}", flush=True)
+    tokenizer = tokenizer_lib.CaptionTokenizer(vocabulary, max_length)
+    train_files = records.list_shards(cache_dir, "train")
+    val = pipeline.eval_dataset(records.list_shards(cache_dir, "val"), "features",
+                                cfg.eval_batch_size)
+    validate = loop.make_validator(model, val, "features", max_length=max_length - 1,
+                                   preview=_preview(cfg, info))
+    best = trainer.fit(
+        lambda bs, epoch, ctx: pipeline.train_dataset(
+            train_files, "features", tokenizer, bs, epoch=epoch, seed=cfg.seed,
+            input_context=ctx),
+        num_videos=info["splits"]["train"]["videos"], epochs=cfg.pretrain_epochs,
+        validate=validate, best_metric=cfg.best_metric,
+    )
+    print(f"pretrain done: best validation {best['metric']} {best['value']:.4f} "
+          f"(epoch {best['epoch']})", flush=True)
+    return best
+
+
+def run_finetune(cfg):
+    """Trains encoder and decoder end to end from the best pretrain weights."""
+    info, vocabulary, max_length = _prepared(cfg)
+    pretrain_dir = os.path.join(cfg.model_dir, "pretrain")
+    if checkpoints_lib.read_best(pretrain_dir) is None:
+        raise checkpoints_lib.NoCheckpointError(
+            f"finetune starts from the best pretrain checkpoint, but {pretrain_dir} has none: "
+            f"run --stage=pretrain with --model_dir={cfg.model_dir} first"
+        )
+    set_precision(cfg.mixed_precision)
+    strategy = strategy_lib.make_strategy(cfg.strategy)
+    stage_dir = os.path.join(cfg.model_dir, "finetune")
+    model = _stage_model(cfg, strategy, info, vocabulary)
+    checkpoints_lib.restore_best(model, pretrain_dir)
+    model.encoder.set_trainable_blocks(cfg.finetune_blocks)
+    trainer = loop.Trainer(
+        model, strategy, stage_dir, kind="frames",
+        global_batch_size=cfg.batch_size, decoder_learning_rate=cfg.learning_rate,
+        encoder_learning_rate=cfg.encoder_learning_rate if cfg.finetune_blocks else None,
+        label_smoothing=cfg.label_smoothing, clip_norm=cfg.clip_norm,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        checkpoint_every_steps=cfg.checkpoint_every_steps,
+    )
+    tokenizer = tokenizer_lib.CaptionTokenizer(vocabulary, max_length)
+    image_size = info["image_size"]
+    train_files = records.list_shards(cfg.records_dir, "train")
+    val = pipeline.eval_dataset(records.list_shards(cfg.records_dir, "val"), "frames",
+                                cfg.eval_batch_size, image_size=image_size)
+    validate = loop.make_validator(model, val, "frames", max_length=max_length - 1,
+                                   preview=_preview(cfg, info))
+    best = trainer.fit(
+        lambda bs, epoch, ctx: pipeline.train_dataset(
+            train_files, "frames", tokenizer, bs, epoch=epoch, seed=cfg.seed,
+            image_size=image_size, input_context=ctx),
+        num_videos=info["splits"]["train"]["videos"], epochs=cfg.finetune_epochs,
+        validate=validate, best_metric=cfg.best_metric,
+    )
+    pre = checkpoints_lib.read_best(pretrain_dir)
+    print(f"finetune done: best validation {best['metric']} {best['value']:.4f} "
+          f"(epoch {best['epoch']}); pretrain best was {pre['value']:.4f}", flush=True)
+    return best
