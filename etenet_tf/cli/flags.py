@@ -59,6 +59,8 @@ def define_flags():
     d.DEFINE_integer("pretrain_epochs", 20, "Epochs of pretrain.")
     d.DEFINE_integer("finetune_epochs", 5, "Epochs of finetune.")
     d.DEFINE_float("learning_rate", 2e-4, "Decoder learning rate (Adam).")
+    d.DEFINE_float("finetune_learning_rate", 0.0, "Decoder learning rate in finetune "
+                   "(0: --learning_rate).")
     d.DEFINE_float("encoder_learning_rate", 1e-5, "Encoder learning rate in finetune (Adam).")
     d.DEFINE_integer("finetune_blocks", -1, "Encoder blocks unfrozen in finetune: -1 = all, "
                      "N = top N.")

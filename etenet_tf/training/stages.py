@@ -31,6 +31,7 @@ from etenet_tf.training import loop
 from etenet_tf.training import strategy as strategy_lib
 
 MODEL_CONFIG = "model_config.json"
+INPUT_SPEC = "input_spec.json"  # frames per video and frame size the model was trained on
 STAGES = ("pretrain", "finetune")
 
 
@@ -68,6 +69,16 @@ def load_model_config(model_dir):
         raise checkpoints_lib.NoCheckpointError(
             f"{path} not found: run --stage=pretrain with --model_dir={model_dir} first"
         )
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_input_spec(model_dir):
+    """{"num_frames", "image_size"} of the training data."""
+    path = os.path.join(model_dir, INPUT_SPEC)
+    if not os.path.isfile(path):
+        raise checkpoints_lib.NoCheckpointError(
+            f"{path} not found: run --stage=pretrain with --model_dir={model_dir} first")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
@@ -122,9 +133,12 @@ def _stage_model(cfg, strategy, info, vocabulary):
             )
     with strategy.scope():
         model = build_model(wanted, cfg.encoder_weights)
-    if strategy_lib.is_chief(strategy) and not os.path.isfile(path):
+    if strategy_lib.is_chief(strategy):
         os.makedirs(cfg.model_dir, exist_ok=True)
-        loop.write_json(path, wanted)
+        if not os.path.isfile(path):
+            loop.write_json(path, wanted)
+        loop.write_json(os.path.join(cfg.model_dir, INPUT_SPEC),
+                        {"num_frames": info["num_frames"], "image_size": info["image_size"]})
     return model
 
 
@@ -191,13 +205,13 @@ def run_pretrain(cfg):
 
 def run_finetune(cfg):
     """Trains encoder and decoder end to end from the best pretrain weights."""
-    info, vocabulary, max_length = _prepared(cfg)
     pretrain_dir = os.path.join(cfg.model_dir, "pretrain")
     if checkpoints_lib.read_best(pretrain_dir) is None:
         raise checkpoints_lib.NoCheckpointError(
             f"finetune starts from the best pretrain checkpoint, but {pretrain_dir} has none: "
             f"run --stage=pretrain with --model_dir={cfg.model_dir} first"
         )
+    info, vocabulary, max_length = _prepared(cfg)
     set_precision(cfg.mixed_precision)
     strategy = strategy_lib.make_strategy(cfg.strategy)
     stage_dir = os.path.join(cfg.model_dir, "finetune")
@@ -205,8 +219,8 @@ def run_finetune(cfg):
     checkpoints_lib.restore_best(model, pretrain_dir)
     model.encoder.set_trainable_blocks(cfg.finetune_blocks)
     trainer = loop.Trainer(
-        model, strategy, stage_dir, kind="frames",
-        global_batch_size=cfg.batch_size, decoder_learning_rate=cfg.learning_rate,
+        model, strategy, stage_dir, kind="frames", global_batch_size=cfg.batch_size,
+        decoder_learning_rate=cfg.finetune_learning_rate or cfg.learning_rate,
         encoder_learning_rate=cfg.encoder_learning_rate if cfg.finetune_blocks else None,
         label_smoothing=cfg.label_smoothing, clip_norm=cfg.clip_norm,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,

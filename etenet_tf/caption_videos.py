@@ -1,0 +1,62 @@
+"""`--stage=caption`: caption a user's own video files.
+
+Prints `path<TAB>caption` per video on stdout. A file that cannot be
+decoded gets `path<TAB>ERROR: reason` on stderr and the others still get
+captions; the caller exits non-zero if any failed.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+from etenet_tf.data import video_decode
+from etenet_tf.evaluation import attention_image
+from etenet_tf.evaluation import predict
+from etenet_tf.training import loop
+from etenet_tf.training import stages as stages_lib
+
+
+def caption_frames(model, frames, *, beam_size, max_length, length_penalty):
+    """Captions uint8 frames `[B, T, S, S, 3]`; returns (captions, scores, attention)."""
+    generate = predict.generation_function(model, "frames", beam_size, max_length,
+                                           length_penalty)
+    captions, scores, attention, _ = generate(frames)
+    return ([c.decode("utf-8") for c in captions.numpy()], scores.numpy(), attention.numpy())
+
+
+def run_caption(cfg):
+    """Captions `cfg.videos`.
+
+    Returns:
+        dict path -> error message of the videos that failed.
+    """
+    stage = "auto" if cfg.checkpoint == "both" else cfg.checkpoint
+    model, stage = stages_lib.load_trained_model(cfg.model_dir, stage)
+    num_frames = stages_lib.load_input_spec(cfg.model_dir)["num_frames"]
+    if cfg.attention_dir:
+        os.makedirs(cfg.attention_dir, exist_ok=True)
+    results, failures = {}, {}
+    for path in cfg.videos:
+        try:
+            frames = video_decode.decode_video(path, num_frames, model.image_size)
+        except video_decode.VideoDecodeError as e:
+            failures[path] = str(e)
+            results[path] = {"error": str(e)}
+            print(f"{path}\tERROR: {e}", file=sys.stderr, flush=True)
+            continue
+        captions, scores, attention = caption_frames(
+            model, frames[None], beam_size=cfg.beam_size, max_length=cfg.max_decode_length,
+            length_penalty=cfg.length_penalty,
+        )
+        results[path] = {"caption": captions[0], "score": float(scores[0])}
+        print(f"{path}\t{captions[0]}", flush=True)
+        if cfg.attention_dir:
+            name = os.path.splitext(os.path.basename(path))[0] + ".png"
+            attention_image.save_attention_image(
+                os.path.join(cfg.attention_dir, name), frames,
+                captions[0].split() + ["<end>"], np.asarray(attention[0]),
+            )
+    if cfg.output:
+        loop.write_json(cfg.output, results)
+    return failures

@@ -1,0 +1,117 @@
+"""`--stage=export`: a SavedModel that TF Serving loads.
+
+Written to `<export_dir>/<name>/<version>/` (TF Serving's layout; versions
+are integers, the next free one by default). The export is written to a
+hidden temporary directory beside it and renamed when complete, so TF
+Serving (which only loads numeric directories) never sees a partial
+version, and an interrupted export leaves nothing behind but that
+temporary directory, removed by the next export.
+
+Signatures (core TF ops only: no Keras, no TF Text, so that TF Serving's
+own op set runs it):
+- `serving_default`: `frames_jpeg` string `[batch, frames]` (JPEG bytes)
+  -> `captions` string `[batch]`, `scores` float32 `[batch]`.
+- `serving_frames`: `frames` float32 `[batch, frames, height, width, 3]`
+  (RGB, 0-255, any size) -> the same outputs.
+Frames are resized to the model's input size in the graph; the encoder,
+beam search and detokenisation all run inside. Zero frames, more than
+`max_frames` frames, or bytes that are not JPEG fail with InvalidArgument.
+"""
+
+import glob
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+from etenet_tf.training import stages as stages_lib
+
+
+def _resize(frames, size):
+    """float `[N, H, W, 3]` -> float `[N, size, size, 3]` (no-op when equal)."""
+    shape = tf.shape(frames)
+    same = tf.logical_and(tf.equal(shape[1], size), tf.equal(shape[2], size))
+    return tf.cond(same, lambda: tf.ensure_shape(frames, [None, size, size, 3]),
+                   lambda: tf.image.resize(frames, [size, size]))
+
+
+def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
+    """A `keras.export.ExportArchive` with both serving signatures."""
+    size = model.image_size
+
+    def check_frames(num_frames):
+        return [
+            tf.debugging.assert_positive(num_frames, message="the request holds zero frames"),
+            tf.debugging.assert_less_equal(
+                num_frames, max_frames, message=f"at most {max_frames} frames per video"),
+        ]
+
+    def caption(frames):
+        ids, scores, _ = model.generate(model.encode(frames), beam_size=beam_size,
+                                        max_length=max_length, length_penalty=length_penalty)
+        return {"captions": model.detokenize(ids), "scores": scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="frames_jpeg")])
+    def serve_jpeg(frames_jpeg):
+        batch, num_frames = tf.shape(frames_jpeg)[0], tf.shape(frames_jpeg)[1]
+        with tf.control_dependencies(check_frames(num_frames)):
+            flat = tf.reshape(frames_jpeg, [-1])
+        images = tf.map_fn(
+            lambda b: _resize(tf.cast(tf.io.decode_jpeg(b, channels=3), tf.float32)[None], size)[0],
+            flat, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+        )
+        return caption(tf.reshape(images, [batch, num_frames, size, size, 3]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.float32,
+                                                name="frames")])
+    def serve_frames(frames):
+        shape = tf.shape(frames)
+        with tf.control_dependencies(check_frames(shape[1])):
+            flat = tf.reshape(frames, [-1, shape[2], shape[3], 3])
+        images = _resize(flat, size)
+        return caption(tf.reshape(images, [shape[0], shape[1], size, size, 3]))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve_jpeg)
+    archive.add_endpoint("serving_frames", serve_frames)
+    return archive
+
+
+def next_version(model_root):
+    versions = [int(n) for n in os.listdir(model_root) if n.isdigit()] if os.path.isdir(model_root) else []
+    return max(versions, default=0) + 1
+
+
+def export(model, export_dir, name, *, version=0, beam_size=5, max_length=20,
+           length_penalty=0.6, max_frames=64):
+    """Writes the SavedModel atomically; returns its final path."""
+    root = os.path.join(export_dir, name)
+    os.makedirs(root, exist_ok=True)
+    for stale in glob.glob(os.path.join(root, ".tmp-*")):
+        shutil.rmtree(stale, ignore_errors=True)
+    version = version or next_version(root)
+    final = os.path.join(root, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(f"{final} already exists; pass another --export_version")
+    tmp = os.path.join(root, f".tmp-{version}-{os.getpid()}")
+    try:
+        archive = build_archive(model, beam_size=beam_size, max_length=max_length,
+                                length_penalty=length_penalty, max_frames=max_frames)
+        archive.write_out(tmp, verbose=False)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def run_export(cfg):
+    stage = "auto" if cfg.checkpoint == "both" else cfg.checkpoint
+    model, stage = stages_lib.load_trained_model(cfg.model_dir, stage)
+    path = export(model, cfg.export_dir, cfg.export_name, version=cfg.export_version,
+                  beam_size=cfg.beam_size, max_length=cfg.max_decode_length,
+                  length_penalty=cfg.length_penalty, max_frames=cfg.max_serving_frames)
+    print(f"exported the {stage} model to {path} (signatures: serving_default <- frames_jpeg, "
+          f"serving_frames <- frames)")
+    return path

