@@ -18,11 +18,12 @@ from etenet_tf.training import stages
 # A fresh interpreter in which etenet_tf, keras and tensorflow_text cannot be imported.
 _CLEAN_LOAD = textwrap.dedent("""
     import base64, json, sys
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("etenet_tf", "keras", "tensorflow_text", "tf_keras"):
-                raise ImportError("blocked: " + name)
-    sys.meta_path.insert(0, Block())
+    for name in ("etenet_tf", "keras", "tensorflow_text"):
+        try:
+            __import__(name)
+            raise SystemExit(name + " is importable: the test is not isolated")
+        except ImportError:
+            pass
     import tensorflow as tf
     assert "keras" not in sys.modules and "tensorflow_text" not in sys.modules
     request = json.load(open(sys.argv[2]))
@@ -73,9 +74,14 @@ def test_clean_process_gives_the_same_captions(exported, tmp_path):
     jpegs = [[video_decode.encode_jpeg(f) for f in clip] for clip in clips]
     request = tmp_path / "request.json"
     request.write_text(json.dumps([[base64.b64encode(j).decode() for j in v] for v in jpegs]))
+    # stub packages first on the path: importing any of them raises ImportError
+    blocked = tmp_path / "blocked"
+    for name in ("etenet_tf", "keras", "tensorflow_text", "tf_keras"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
     proc = subprocess.run([sys.executable, "-c", _CLEAN_LOAD, path, str(request)],
                           capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=""), cwd=str(tmp_path))
+                          env=dict(os.environ, PYTHONPATH=str(blocked)), cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     served = json.loads(proc.stdout.strip().splitlines()[-1])
     # in Python: the same JPEG bytes decoded by TF, then the caption stage's function

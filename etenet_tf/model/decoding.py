@@ -57,6 +57,8 @@ def beam_search(decoder, features, *, beam_size=5, max_length=20, length_penalty
         return tf.logical_and(t < max_length, tf.logical_not(tf.reduce_all(finished)))
 
     def body(t, tokens, h, c, log_probs, finished, lengths, seqs, attention):
+        tokens_in, h_in, c_in, finished_in = tokens, h, c, finished
+        lengths_in, seqs_in, attention_in = lengths, seqs, attention
         logits, (h, c), alpha = decoder.step(tokens, (h, c), memory)
         step_lp = tf.reshape(tf.nn.log_softmax(tf.cast(logits, tf.float32)), [batch, k, v])
         step_lp = tf.where(finished[:, :, None], pad_only[None, None, :], step_lp)
@@ -73,8 +75,11 @@ def beam_search(decoder, features, *, beam_size=5, max_length=20, length_penalty
         )
         lengths = by_beam(lengths, beam) + tf.cast(live, tf.int32)
         finished = tf.logical_or(was_finished, tf.equal(token, END_ID))
-        return (t + 1, tf.reshape(token, [-1]), flat_by_beam(h, beam), flat_by_beam(c, beam),
-                top, finished, lengths, seqs, attention)
+        new = (t + 1, tf.reshape(token, [-1]), flat_by_beam(h, beam), flat_by_beam(c, beam),
+               top, finished, lengths, seqs, attention)
+        # gathers lose static dims; keep each loop variable's entry shape
+        old = (t, tokens_in, h_in, c_in, log_probs, finished_in, lengths_in, seqs_in, attention_in)
+        return tuple(tf.ensure_shape(n, o.shape) for n, o in zip(new, old))
 
     _, _, _, _, log_probs, _, lengths, seqs, attention = tf.while_loop(
         cond, body,
