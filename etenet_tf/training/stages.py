@@ -131,6 +131,7 @@ def _stage_model(cfg, strategy, info, vocabulary):
                 f"{cfg.model_dir} holds a model with different {', '.join(diff)}; use a new "
                 "--model_dir or the flags it was trained with"
             )
+    keras.utils.set_random_seed(cfg.seed)  # same initial weights on every run and worker
     with strategy.scope():
         model = build_model(wanted, cfg.encoder_weights)
     if strategy_lib.is_chief(strategy):
