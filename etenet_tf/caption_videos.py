@@ -13,7 +13,7 @@ import numpy as np
 from etenet_tf.data import video_decode
 from etenet_tf.evaluation import attention_image
 from etenet_tf.evaluation import predict
-from etenet_tf.training import loop
+from etenet_tf.files import write_json
 from etenet_tf.training import stages as stages_lib
 
 
@@ -58,5 +58,5 @@ def run_caption(cfg):
                 captions[0].split() + ["<end>"], np.asarray(attention[0]),
             )
     if cfg.output:
-        loop.write_json(cfg.output, results)
+        write_json(cfg.output, results)
     return failures

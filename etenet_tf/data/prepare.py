@@ -23,6 +23,7 @@ import os
 
 from etenet_tf.data import records
 from etenet_tf.data import video_decode
+from etenet_tf.files import write_json
 
 PARAMS_FILE = "prepare_params.json"
 DATASET_FILE = "dataset.json"
@@ -32,15 +33,6 @@ VOCABULARY_FILE = "vocab.txt"
 
 class PrepareError(Exception):
     """Prepare cannot go on (strict mode, or inconsistent output dir)."""
-
-
-def write_json(path, obj):
-    """Writes JSON atomically (temp file + rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def _decode_job(job):

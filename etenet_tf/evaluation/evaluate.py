@@ -7,8 +7,8 @@ from etenet_tf.data import prepare as prepare_lib
 from etenet_tf.data import records
 from etenet_tf.evaluation import metrics as metrics_lib
 from etenet_tf.evaluation import predict
+from etenet_tf.files import write_json
 from etenet_tf.training import checkpoints as checkpoints_lib
-from etenet_tf.training import loop
 from etenet_tf.training import stages as stages_lib
 
 
@@ -24,8 +24,8 @@ def evaluate_stage(cfg, stage, files, image_size):
     scores = metrics_lib.score(scored, {k: predictions[k] for k in scored}) if scored else {}
     out = os.path.join(cfg.model_dir, "evaluation")
     os.makedirs(out, exist_ok=True)
-    loop.write_json(os.path.join(out, f"{stage}_{cfg.split}_predictions.json"), predictions)
-    loop.write_json(os.path.join(out, f"{stage}_{cfg.split}_scores.json"),
+    write_json(os.path.join(out, f"{stage}_{cfg.split}_predictions.json"), predictions)
+    write_json(os.path.join(out, f"{stage}_{cfg.split}_scores.json"),
                     dict(scores, videos=len(predictions), scored_videos=len(scored),
                          beam_size=cfg.beam_size))
     return stage, scores

@@ -16,6 +16,7 @@ import shutil
 
 import tensorflow as tf
 
+from etenet_tf.files import write_json
 from etenet_tf.training import strategy as strategy_lib
 
 
@@ -69,10 +70,7 @@ class TrainingCheckpoints:
     def save_best(self, record):
         self.best_manager.save(checkpoint_number=int(self.step.numpy()))
         if strategy_lib.is_chief(self.strategy):
-            tmp = os.path.join(self._best_dir, f"best.json.tmp-{os.getpid()}")
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(record, f, indent=1)
-            os.replace(tmp, os.path.join(self._best_dir, "best.json"))
+            write_json(os.path.join(self._best_dir, "best.json"), record)
         self._cleanup(self._best_dir)
 
     def _cleanup(self, directory):

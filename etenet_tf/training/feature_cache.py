@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from etenet_tf.data import pipeline
 from etenet_tf.data import records
+from etenet_tf.files import write_json
 
 
 def encoder_fingerprint(encoder):
@@ -83,8 +84,5 @@ def build_cache(model, records_dir, cache_dir, splits, *, batch_size=32, image_s
             count = records.write_atomically(out, serialized())
             if progress:
                 progress(f"cached features of {count} videos -> {out}")
-    tmp = meta_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp, meta_path)
+    write_json(meta_path, meta)
     return True

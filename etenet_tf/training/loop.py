@@ -15,13 +15,11 @@ This loop runs `strategy.run` over a distributed dataset, with:
   (CIDEr by default), and TensorBoard summaries.
 """
 
-import json
 import math
 import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from etenet_tf.data import pipeline
@@ -274,9 +272,3 @@ def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_sa
 
     return validate
 
-
-def write_json(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
-    os.replace(tmp, path)

@@ -17,11 +17,11 @@ import json
 import os
 
 import keras
-import tensorflow as tf
 
 from etenet_tf.data import pipeline
 from etenet_tf.data import prepare as prepare_lib
 from etenet_tf.data import records
+from etenet_tf.files import write_json
 from etenet_tf.model.captioner import EtENetCaptioner
 from etenet_tf.text import tokenizer as tokenizer_lib
 from etenet_tf.text import vocabulary as vocab_lib
@@ -137,8 +137,8 @@ def _stage_model(cfg, strategy, info, vocabulary):
     if strategy_lib.is_chief(strategy):
         os.makedirs(cfg.model_dir, exist_ok=True)
         if not os.path.isfile(path):
-            loop.write_json(path, wanted)
-        loop.write_json(os.path.join(cfg.model_dir, INPUT_SPEC),
+            write_json(path, wanted)
+        write_json(os.path.join(cfg.model_dir, INPUT_SPEC),
                         {"num_frames": info["num_frames"], "image_size": info["image_size"]})
     return model
 
