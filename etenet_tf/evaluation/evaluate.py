@@ -16,7 +16,7 @@ def evaluate_stage(cfg, stage, files, image_size):
     """Predictions and scores of one stage's best model on `files`."""
     model, stage = stages_lib.load_trained_model(cfg.model_dir, stage)
     ds = pipeline.eval_dataset(files, "frames", cfg.eval_batch_size, image_size=image_size)
-    predictions, references, _ = predict.predict_dataset(
+    predictions, references = predict.predict_dataset(
         model, ds, "frames", beam_size=cfg.beam_size, max_length=cfg.max_decode_length,
         length_penalty=cfg.length_penalty,
     )

@@ -24,7 +24,7 @@ def generation_function(model, kind, beam_size, max_length, length_penalty):
 
 
 def predict_dataset(model, dataset, kind, *, beam_size=1, max_length=20, length_penalty=0.6,
-                    normalize_references=False, keep=0):
+                    normalize_references=False):
     """Captions every video of an `eval_dataset`.
 
     Args:
@@ -34,25 +34,19 @@ def predict_dataset(model, dataset, kind, *, beam_size=1, max_length=20, length_
         beam_size, max_length, length_penalty: search settings.
         normalize_references: return references normalised by the
             package's tokenizer (for Java-free validation scoring).
-        keep: number of leading videos whose inputs and attention are
-            also returned (for pictures).
 
     Returns:
-        `(predictions {id: caption}, references {id: [captions]},
-        kept [(id, inputs, caption, attention)])`.
+        `(predictions {id: caption}, references {id: [captions]})`.
     """
     generate = generation_function(model, kind, beam_size, max_length, length_penalty)
-    predictions, references, kept = {}, {}, []
+    predictions, references = {}, {}
     for batch in dataset:
-        captions, _, attention, _ = generate(batch[kind])
-        ids = [v.decode("utf-8") for v in batch["video_id"].numpy()]
+        captions = generate(batch[kind])[0].numpy()
         refs = batch["references"]
         if normalize_references:
-            flat = tokenizer_lib.normalize(tf.reshape(refs, [-1]))
-            refs = tf.reshape(flat, tf.shape(refs))
-        for i, vid in enumerate(ids):
-            predictions[vid] = captions[i].numpy().decode("utf-8")
-            references[vid] = [r.decode("utf-8") for r in refs[i].numpy() if r]
-            if len(kept) < keep:
-                kept.append((vid, batch[kind][i].numpy(), predictions[vid], attention[i].numpy()))
-    return predictions, references, kept
+            refs = tf.reshape(tokenizer_lib.normalize(tf.reshape(refs, [-1])), tf.shape(refs))
+        for vid, caption, video_refs in zip(batch["video_id"].numpy(), captions, refs.numpy()):
+            vid = vid.decode("utf-8")
+            predictions[vid] = caption.decode("utf-8")
+            references[vid] = [r.decode("utf-8") for r in video_refs if r]
+    return predictions, references

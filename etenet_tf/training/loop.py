@@ -92,6 +92,8 @@ class Trainer:
             self.checkpoints = checkpoints_lib.TrainingCheckpoints(
                 stage_dir, model, optimizers, strategy
             )
+        # restored here, once: a stage may need resumed weights before fit()
+        self.resumed_from = self.checkpoints.restore_latest()
         self.chief = strategy_lib.is_chief(strategy)
         logs = os.path.join(stage_dir, "logs")
         if self.chief:
@@ -138,7 +140,7 @@ class Trainer:
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def fit(self, make_dataset, *, num_videos, epochs, validate, best_metric="CIDEr"):
-        """Trains until `epochs` are done (resuming if a checkpoint exists).
+        """Trains until `epochs` are done (from the checkpoint restored at init).
 
         Args:
             make_dataset: callable(batch_size, epoch, input_context) -> a
@@ -159,10 +161,9 @@ class Trainer:
         if steps < 1:
             raise ValueError(f"{num_videos} training videos cannot fill a batch of "
                              f"{self.global_batch_size}; lower --batch_size")
-        resumed = self.checkpoints.restore_latest()
         step = int(self.checkpoints.step.numpy())
-        if resumed and self.verbose:
-            print(f"resumed from {resumed} at step {step}", flush=True)
+        if self.resumed_from and self.verbose:
+            print(f"resumed from {self.resumed_from} at step {step}", flush=True)
         best = self.checkpoints.best()
         for epoch in range(step // steps, epochs):
             skip = step - epoch * steps
@@ -194,7 +195,7 @@ class Trainer:
                     self.checkpoints.save()
             self.checkpoints.save()
             scores, samples = validate(epoch)
-            self._log_validation(step, epoch, time.time() - start, scores, samples)
+            self._log_validation(step, time.time() - start, scores, samples)
             value = scores.get(best_metric)
             if value is not None and (best is None or value > best["value"]):
                 best = {"metric": best_metric, "value": value, "epoch": epoch + 1,
@@ -208,7 +209,7 @@ class Trainer:
             raise ValueError("training ran no epoch; raise --epochs")
         return best
 
-    def _log_validation(self, step, epoch, seconds, scores, samples):
+    def _log_validation(self, step, seconds, scores, samples):
         with self.val_writer.as_default(step=step):
             for name, value in scores.items():
                 if value is not None:
@@ -219,15 +220,13 @@ class Trainer:
                 rows.append(f"| {vid} | {caption} | {' / '.join(refs[:3])} |")
             tf.summary.text("captions", "\n".join(rows))
             pictures = [p for *_, p in samples if p is not None]
-            if pictures:
-                for i, picture in enumerate(pictures):
-                    tf.summary.image(f"attention/{i}", picture[None], max_outputs=1)
+            for i, picture in enumerate(pictures):
+                tf.summary.image(f"attention/{i}", picture[None], max_outputs=1)
         self.train_writer.flush()
         self.val_writer.flush()
 
 
-def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_samples=5,
-                   best_metric="CIDEr"):
+def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_samples=5):
     """Validation callable for `Trainer.fit`: greedy captions of the val split
     scored with BLEU/ROUGE-L/CIDEr on the package's own tokenisation (no JVM
     per epoch), plus attention pictures of `preview` videos.
@@ -241,7 +240,7 @@ def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_sa
         num_samples: captions shown in TensorBoard.
     """
     def validate(epoch):
-        predictions, references, _ = predict.predict_dataset(
+        predictions, references = predict.predict_dataset(
             model, val_dataset, kind, beam_size=1, max_length=max_length,
             normalize_references=True,
         )
@@ -252,7 +251,6 @@ def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_sa
                 scored, {k: predictions[k] for k in scored}, tokenize=False, meteor=False
             )
         scores.pop("METEOR", None)
-        samples = []
         pictures = {}
         if preview is not None:
             ids, frames = preview
@@ -261,13 +259,10 @@ def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_sa
             for vid, clip, caption, att in zip(ids, frames, captions.numpy(), attention.numpy()):
                 words = caption.decode("utf-8").split()
                 pictures[vid] = attention_image.attention_image(clip, words + ["<end>"], att)
-        for vid in list(pictures) + sorted(predictions):
-            if len(samples) >= max(num_samples, len(pictures)):
-                break
-            if vid in {s[0] for s in samples}:
-                continue
-            samples.append((vid, predictions.get(vid, ""), references.get(vid, []),
-                            pictures.get(vid)))
+        # the pictured videos first, then others up to num_samples
+        shown = list(pictures) + [v for v in sorted(predictions) if v not in pictures]
+        samples = [(vid, predictions.get(vid, ""), references.get(vid, []), pictures.get(vid))
+                   for vid in shown[:max(num_samples, len(pictures))]]
         return scores, samples
 
     return validate

@@ -63,8 +63,8 @@ def model_config_from_flags(cfg, vocabulary, image_size):
     }
 
 
-def load_model_config(model_dir):
-    path = os.path.join(model_dir, MODEL_CONFIG)
+def _read_model_dir_json(model_dir, name):
+    path = os.path.join(model_dir, name)
     if not os.path.isfile(path):
         raise checkpoints_lib.NoCheckpointError(
             f"{path} not found: run --stage=pretrain with --model_dir={model_dir} first"
@@ -73,14 +73,14 @@ def load_model_config(model_dir):
         return json.load(f)
 
 
+def load_model_config(model_dir):
+    """The captioner config stored by pretrain."""
+    return _read_model_dir_json(model_dir, MODEL_CONFIG)
+
+
 def load_input_spec(model_dir):
     """{"num_frames", "image_size"} of the training data."""
-    path = os.path.join(model_dir, INPUT_SPEC)
-    if not os.path.isfile(path):
-        raise checkpoints_lib.NoCheckpointError(
-            f"{path} not found: run --stage=pretrain with --model_dir={model_dir} first")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return _read_model_dir_json(model_dir, INPUT_SPEC)
 
 
 def build_model(model_config, encoder_weights=None):
@@ -160,25 +160,48 @@ def _calibrate(cfg, model, info):
           flush=True)
 
 
+def _make_trainer(cfg, model, strategy, stage, kind, decoder_learning_rate,
+                  encoder_learning_rate=None):
+    return loop.Trainer(
+        model, strategy, os.path.join(cfg.model_dir, stage), kind=kind,
+        global_batch_size=cfg.batch_size, decoder_learning_rate=decoder_learning_rate,
+        encoder_learning_rate=encoder_learning_rate, label_smoothing=cfg.label_smoothing,
+        clip_norm=cfg.clip_norm, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        checkpoint_every_steps=cfg.checkpoint_every_steps,
+    )
+
+
+def _fit_stage(cfg, trainer, info, vocabulary, max_length, data_dir, epochs):
+    """Runs `trainer.fit` on the train split of `data_dir`, validating on
+    its val split; the record kind (frames or features) is the trainer's."""
+    kind = trainer.kind
+    image_size = info["image_size"] if kind == "frames" else None
+    tokenizer = tokenizer_lib.CaptionTokenizer(vocabulary, max_length)
+    train_files = records.list_shards(data_dir, "train")
+    val = pipeline.eval_dataset(records.list_shards(data_dir, "val"), kind,
+                                cfg.eval_batch_size, image_size=image_size)
+    validate = loop.make_validator(trainer.model, val, kind, max_length=max_length - 1,
+                                   preview=_preview(cfg, info))
+    return trainer.fit(
+        lambda bs, epoch, ctx: pipeline.train_dataset(
+            train_files, kind, tokenizer, bs, epoch=epoch, seed=cfg.seed,
+            image_size=image_size, input_context=ctx),
+        num_videos=info["splits"]["train"]["videos"], epochs=epochs,
+        validate=validate, best_metric=cfg.best_metric,
+    )
+
+
 def run_pretrain(cfg):
     """Trains the decoder on cached features of the frozen encoder."""
     info, vocabulary, max_length = _prepared(cfg)
     set_precision(cfg.mixed_precision)
     strategy = strategy_lib.make_strategy(cfg.strategy)
-    stage_dir = os.path.join(cfg.model_dir, "pretrain")
     model = _stage_model(cfg, strategy, info, vocabulary)
     model.encoder.set_trainable_blocks(0)
-    trainer = loop.Trainer(
-        model, strategy, stage_dir, kind="features",
-        global_batch_size=cfg.batch_size, decoder_learning_rate=cfg.learning_rate,
-        label_smoothing=cfg.label_smoothing, clip_norm=cfg.clip_norm,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        checkpoint_every_steps=cfg.checkpoint_every_steps,
-    )
-    fresh = trainer.checkpoints.restore_latest() is None
+    trainer = _make_trainer(cfg, model, strategy, "pretrain", "features", cfg.learning_rate)
     calibrate = cfg.calibrate_batchnorm == "true" or (
         cfg.calibrate_batchnorm == "auto" and str(cfg.encoder_weights).lower() == "none")
-    if fresh and calibrate:
+    if trainer.resumed_from is None and calibrate:
         _calibrate(cfg, model, info)
     cache_dir = strategy_lib.worker_dir(os.path.join(cfg.model_dir, "features"), strategy)
     built = feature_cache.build_cache(
@@ -186,19 +209,7 @@ def run_pretrain(cfg):
         batch_size=cfg.eval_batch_size, image_size=info["image_size"], progress=print,
     )
     print(f"feature cache {'built' if built else 'reused'}: {cache_dir}", flush=True)
-    tokenizer = tokenizer_lib.CaptionTokenizer(vocabulary, max_length)
-    train_files = records.list_shards(cache_dir, "train")
-    val = pipeline.eval_dataset(records.list_shards(cache_dir, "val"), "features",
-                                cfg.eval_batch_size)
-    validate = loop.make_validator(model, val, "features", max_length=max_length - 1,
-                                   preview=_preview(cfg, info))
-    best = trainer.fit(
-        lambda bs, epoch, ctx: pipeline.train_dataset(
-            train_files, "features", tokenizer, bs, epoch=epoch, seed=cfg.seed,
-            input_context=ctx),
-        num_videos=info["splits"]["train"]["videos"], epochs=cfg.pretrain_epochs,
-        validate=validate, best_metric=cfg.best_metric,
-    )
+    best = _fit_stage(cfg, trainer, info, vocabulary, max_length, cache_dir, cfg.pretrain_epochs)
     print(f"pretrain done: best validation {best['metric']} {best['value']:.4f} "
           f"(epoch {best['epoch']})", flush=True)
     return best
@@ -215,32 +226,15 @@ def run_finetune(cfg):
     info, vocabulary, max_length = _prepared(cfg)
     set_precision(cfg.mixed_precision)
     strategy = strategy_lib.make_strategy(cfg.strategy)
-    stage_dir = os.path.join(cfg.model_dir, "finetune")
     model = _stage_model(cfg, strategy, info, vocabulary)
     checkpoints_lib.restore_best(model, pretrain_dir)
     model.encoder.set_trainable_blocks(cfg.finetune_blocks)
-    trainer = loop.Trainer(
-        model, strategy, stage_dir, kind="frames", global_batch_size=cfg.batch_size,
-        decoder_learning_rate=cfg.finetune_learning_rate or cfg.learning_rate,
+    trainer = _make_trainer(
+        cfg, model, strategy, "finetune", "frames", cfg.finetune_learning_rate or cfg.learning_rate,
         encoder_learning_rate=cfg.encoder_learning_rate if cfg.finetune_blocks else None,
-        label_smoothing=cfg.label_smoothing, clip_norm=cfg.clip_norm,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        checkpoint_every_steps=cfg.checkpoint_every_steps,
     )
-    tokenizer = tokenizer_lib.CaptionTokenizer(vocabulary, max_length)
-    image_size = info["image_size"]
-    train_files = records.list_shards(cfg.records_dir, "train")
-    val = pipeline.eval_dataset(records.list_shards(cfg.records_dir, "val"), "frames",
-                                cfg.eval_batch_size, image_size=image_size)
-    validate = loop.make_validator(model, val, "frames", max_length=max_length - 1,
-                                   preview=_preview(cfg, info))
-    best = trainer.fit(
-        lambda bs, epoch, ctx: pipeline.train_dataset(
-            train_files, "frames", tokenizer, bs, epoch=epoch, seed=cfg.seed,
-            image_size=image_size, input_context=ctx),
-        num_videos=info["splits"]["train"]["videos"], epochs=cfg.finetune_epochs,
-        validate=validate, best_metric=cfg.best_metric,
-    )
+    best = _fit_stage(cfg, trainer, info, vocabulary, max_length, cfg.records_dir,
+                      cfg.finetune_epochs)
     pre = checkpoints_lib.read_best(pretrain_dir)
     print(f"finetune done: best validation {best['metric']} {best['value']:.4f} "
           f"(epoch {best['epoch']}); pretrain best was {pre['value']:.4f}", flush=True)
