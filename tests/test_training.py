@@ -79,7 +79,14 @@ _DISTRIBUTED = textwrap.dedent("""
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import numpy as np
     from etenet_tf.cli import flags
-    from etenet_tf.training import stages
+    from etenet_tf.training import checkpoints, stages
+    if os.environ.get("SLOW_BEST_JSON"):
+        # the chief writes best.json late: other workers must wait for it
+        import time
+        def slow_write_json(path, value, _write=checkpoints.write_json):
+            time.sleep(3)
+            _write(path, value)
+        checkpoints.write_json = slow_write_json
     cfg = flags.defaults(**json.loads(sys.argv[1]))
     stages.run_pretrain(cfg)
     model, _ = stages.load_trained_model(cfg.model_dir, "pretrain")
@@ -121,7 +128,8 @@ def test_multi_worker_two_local_processes_agree(shapes_records, tmp_path):
     procs = []
     for i in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-        procs.append(_run_distributed(cfg, str(tmp_path / f"w{i}.npy"), {"TF_CONFIG": tf_config}))
+        procs.append(_run_distributed(cfg, str(tmp_path / f"w{i}.npy"),
+                                      {"TF_CONFIG": tf_config, "SLOW_BEST_JSON": "1"}))
     outs = []
     try:
         for p in procs:

@@ -154,10 +154,9 @@ class Trainer:
         Returns:
             The best record (dict).
         """
-        workers = self.strategy.extended._num_workers if hasattr(
-            self.strategy.extended, "_num_workers") else 1
-        per_worker = num_videos // max(workers, 1)
-        steps = pipeline.steps_per_epoch(per_worker, self.global_batch_size // max(workers, 1))
+        workers = strategy_lib.num_workers(self.strategy)
+        per_worker = num_videos // workers
+        steps = pipeline.steps_per_epoch(per_worker, self.global_batch_size // workers)
         if steps < 1:
             raise ValueError(f"{num_videos} training videos cannot fill a batch of "
                              f"{self.global_batch_size}; lower --batch_size")
@@ -207,6 +206,8 @@ class Trainer:
                       f"{'  (best)' if best and best['epoch'] == epoch + 1 else ''}", flush=True)
         if best is None:
             raise ValueError("training ran no epoch; raise --epochs")
+        # non-chief workers read the chief's best.json after this returns
+        strategy_lib.barrier(self.strategy)
         return best
 
     def _log_validation(self, step, seconds, scores, samples):

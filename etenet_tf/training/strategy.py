@@ -53,6 +53,32 @@ def is_chief(strategy):
                                     and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def num_workers(strategy):
+    """Worker processes taking part in training (1 without a cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))
+
+
+def barrier(strategy):
+    """Blocks until every worker gets here (a no-op with one worker).
+
+    The chief writes shared files (best.json) that the other workers read
+    next; a collective all-reduce makes them wait for it.
+    """
+    if num_workers(strategy) < 2:
+        return
+
+    @tf.function
+    def sync():
+        ones = strategy.run(lambda: tf.constant(1.0))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+    sync()
+
+
 def worker_dir(directory, strategy):
     """Where this worker writes: `directory` on the chief, a private temp
     directory elsewhere (all workers must take part in every save)."""
