@@ -5,7 +5,8 @@ checkpoint before it updates its index file and deletes old ones: a crash
 or a full disk during a save leaves the previous checkpoint usable.
 
 Layout under a stage directory (`<model_dir>/pretrain`, `.../finetune`):
-    checkpoints/   model + optimizers + step, every N steps and each epoch
+    checkpoints/   model + optimizers + step + dropout seeds, every N steps
+                   and after each epoch's validation
     best/          model weights with the best validation metric so far
     best/best.json {"metric", "value", "epoch", "step", "scores"}
 """
@@ -24,6 +25,26 @@ class NoCheckpointError(Exception):
     """A stage needs a checkpoint that does not exist."""
 
 
+class CheckpointWriteError(Exception):
+    """A checkpoint could not be written (disk full, quota, permissions)."""
+
+
+def _save(manager, number, what):
+    """`manager.save`, turning a failed write into a `CheckpointWriteError`
+    and removing the half-written `ckpt-N_temp` directory TF leaves."""
+    try:
+        return manager.save(checkpoint_number=number)
+    except (OSError, tf.errors.OpError) as e:
+        shutil.rmtree(os.path.join(manager.directory, f"ckpt-{number}_temp"), ignore_errors=True)
+        kept = manager.latest_checkpoint or "none yet"
+        reason = getattr(e, "message", None) or str(e)
+        raise CheckpointWriteError(
+            f"could not write the {what} checkpoint in {manager.directory} "
+            f"({reason.split(';')[-1].strip()}); the previous one is intact ({kept}). "
+            "Free disk space and re-run the same command to resume"
+        ) from e
+
+
 class TrainingCheckpoints:
     """The resume checkpoint and the best checkpoint of one stage.
 
@@ -40,7 +61,13 @@ class TrainingCheckpoints:
         self.stage_dir = stage_dir
         self.strategy = strategy
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.checkpoint = tf.train.Checkpoint(model=model, step=self.step, **optimizers)
+        # epochs whose validation (and best-checkpoint choice) is done: a run
+        # killed between an epoch's last step and its validation redoes it
+        self.validated_epochs = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                            name="validated_epochs")
+        self.checkpoint = tf.train.Checkpoint(model=model, step=self.step,
+                                              validated_epochs=self.validated_epochs,
+                                              rng=seed_states(model), **optimizers)
         self.best_checkpoint = tf.train.Checkpoint(model=model)
         self._last_dir = os.path.join(stage_dir, "checkpoints")
         self._best_dir = os.path.join(stage_dir, "best")
@@ -59,7 +86,7 @@ class TrainingCheckpoints:
         return latest
 
     def save(self):
-        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        path = _save(self.manager, int(self.step.numpy()), "resume")
         self._cleanup(self._last_dir)
         return path
 
@@ -68,7 +95,7 @@ class TrainingCheckpoints:
         return read_best(self.stage_dir)
 
     def save_best(self, record):
-        self.best_manager.save(checkpoint_number=int(self.step.numpy()))
+        _save(self.best_manager, int(self.step.numpy()), "best")
         if strategy_lib.is_chief(self.strategy):
             write_json(os.path.join(self._best_dir, "best.json"), record)
         self._cleanup(self._best_dir)
@@ -76,6 +103,18 @@ class TrainingCheckpoints:
     def _cleanup(self, directory):
         if not strategy_lib.is_chief(self.strategy):
             shutil.rmtree(strategy_lib.worker_dir(directory, self.strategy), ignore_errors=True)
+
+
+def seed_states(model):
+    """The state variables of the model's seed generators (dropout).
+
+    Keras keeps them in `non_trainable_variables` but `tf.train.Checkpoint`
+    does not see them; saved with the resume checkpoint, a resumed run
+    draws the same dropout masks as one that was never interrupted.
+    """
+    if not model.built:
+        raise ValueError("build the model before creating its checkpoints")
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
 def read_best(stage_dir):

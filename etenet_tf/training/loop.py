@@ -164,35 +164,11 @@ class Trainer:
         if self.resumed_from and self.verbose:
             print(f"resumed from {self.resumed_from} at step {step}", flush=True)
         best = self.checkpoints.best()
-        for epoch in range(step // steps, epochs):
-            skip = step - epoch * steps
-            data = self._distributed_epoch(make_dataset, epoch, steps, skip)
-            bar = keras.utils.Progbar(steps, verbose=1 if self.verbose and self.chief else 0,
-                                      stateful_metrics=["loss"])
-            bar.update(skip)
+        for epoch in range(int(self.checkpoints.validated_epochs.numpy()), epochs):
+            skip = min(max(step - epoch * steps, 0), steps)
             start = time.time()
-            for batch in data:
-                loss = float(self._train_step(batch).numpy())
-                if not math.isfinite(loss):
-                    raise TrainingDivergedError(
-                        f"loss became {loss} at step {step + 1} (epoch {epoch + 1}); the last "
-                        f"good checkpoint is kept in {self.checkpoints.manager.directory}. "
-                        "Lower the learning rate and re-run to resume from it"
-                    )
-                step += 1
-                self.checkpoints.step.assign(step)
-                bar.update(step - epoch * steps, [("loss", loss)])
-                if step % self.log_every_steps == 0:
-                    with self.train_writer.as_default(step=step):
-                        tf.summary.scalar("loss", loss)
-                        tf.summary.scalar("learning_rate/decoder",
-                                          float(self.decoder_optimizer.learning_rate))
-                        if self.encoder_optimizer is not None:
-                            tf.summary.scalar("learning_rate/encoder",
-                                              float(self.encoder_optimizer.learning_rate))
-                if self.checkpoint_every_steps and step % self.checkpoint_every_steps == 0:
-                    self.checkpoints.save()
-            self.checkpoints.save()
+            if skip < steps:
+                step = self._train_epoch(make_dataset, epoch, epochs, steps, skip, step)
             scores, samples = validate(epoch)
             self._log_validation(step, time.time() - start, scores, samples)
             value = scores.get(best_metric)
@@ -200,6 +176,8 @@ class Trainer:
                 best = {"metric": best_metric, "value": value, "epoch": epoch + 1,
                         "step": step, "scores": scores}
                 self.checkpoints.save_best(best)
+            self.checkpoints.validated_epochs.assign(epoch + 1)
+            self.checkpoints.save()
             if self.verbose and self.chief:
                 shown = " ".join(f"{k}={v:.4f}" for k, v in scores.items() if v is not None)
                 print(f"epoch {epoch + 1}/{epochs}: validation {shown}"
@@ -209,6 +187,39 @@ class Trainer:
         # non-chief workers read the chief's best.json after this returns
         strategy_lib.barrier(self.strategy)
         return best
+
+    def _train_epoch(self, make_dataset, epoch, epochs, steps, skip, step):
+        """Runs the steps of `epoch` after the first `skip`; returns the step."""
+        data = self._distributed_epoch(make_dataset, epoch, steps, skip)
+        if self.verbose and self.chief:
+            print(f"epoch {epoch + 1}/{epochs}", flush=True)
+        bar = keras.utils.Progbar(steps, verbose=1 if self.verbose and self.chief else 0,
+                                  stateful_metrics=["loss"])
+        bar.update(skip)
+        for batch in data:
+            loss = float(self._train_step(batch).numpy())
+            if not math.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"loss became {loss} at step {step + 1} (epoch {epoch + 1}); the last "
+                    f"good checkpoint is kept in {self.checkpoints.manager.directory}. "
+                    "Lower the learning rate and re-run to resume from it"
+                )
+            step += 1
+            self.checkpoints.step.assign(step)
+            bar.update(step - epoch * steps, [("loss", loss)])
+            if step % self.log_every_steps == 0:
+                with self.train_writer.as_default(step=step):
+                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("learning_rate/decoder",
+                                      float(self.decoder_optimizer.learning_rate))
+                    if self.encoder_optimizer is not None:
+                        tf.summary.scalar("learning_rate/encoder",
+                                          float(self.encoder_optimizer.learning_rate))
+            # the epoch's last step is saved after its validation instead
+            if (self.checkpoint_every_steps and step % self.checkpoint_every_steps == 0
+                    and step < (epoch + 1) * steps):
+                self.checkpoints.save()
+        return step
 
     def _log_validation(self, step, seconds, scores, samples):
         with self.val_writer.as_default(step=step):
