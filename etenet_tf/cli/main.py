@@ -1,5 +1,6 @@
 """Entry point: `python main.py --stage=...` (see README)."""
 
+import errno
 import os
 import sys
 import time
@@ -93,12 +94,13 @@ def _user_errors():
     from etenet_tf.data.datasets import AnnotationError
     from etenet_tf.data.prepare import PrepareError
     from etenet_tf.model.encoder import EncoderWeightsError
-    from etenet_tf.training.checkpoints import NoCheckpointError
+    from etenet_tf.export.serving import ExportWriteError
+    from etenet_tf.training.checkpoints import CheckpointWriteError, NoCheckpointError
     from etenet_tf.training.loop import TrainingDivergedError
     from etenet_tf.training.stages import ModelDirError
     usage = (flags_lib.FlagError, NoCheckpointError)
     other = (AnnotationError, PrepareError, EncoderWeightsError, ModelDirError,
-             TrainingDivergedError, FileNotFoundError)
+             TrainingDivergedError, FileNotFoundError, CheckpointWriteError, ExportWriteError)
     return usage, other
 
 
@@ -115,6 +117,11 @@ def main(argv):
         _fail(str(e).strip("'\""))
     except other as e:
         _fail(str(e).strip("'\""), code=1)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        _fail(f"could not write {e.filename or 'a file'}: {e.strerror}. Free disk space and "
+              "re-run the same command: finished work is kept", code=1)
     except KeyboardInterrupt:
         _fail("interrupted; re-run the same command to resume", code=130)
     if cfg.stage == "caption" and result:

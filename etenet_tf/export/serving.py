@@ -28,6 +28,10 @@ import tensorflow as tf
 from etenet_tf.training import stages as stages_lib
 
 
+class ExportWriteError(Exception):
+    """The SavedModel could not be written (disk full, quota, permissions)."""
+
+
 def _resize(frames, size):
     """float `[N, H, W, 3]` -> float `[N, size, size, 3]` (no-op when equal)."""
     shape = tf.shape(frames)
@@ -101,6 +105,12 @@ def export(model, export_dir, name, *, version=0, beam_size=5, max_length=20,
                                 length_penalty=length_penalty, max_frames=max_frames)
         archive.write_out(tmp, verbose=False)
         os.replace(tmp, final)
+    except (OSError, tf.errors.OpError) as e:
+        reason = getattr(e, "message", None) or str(e)
+        raise ExportWriteError(
+            f"could not write the export ({reason.split(';')[-1].strip()}); nothing was "
+            f"published at {final} and earlier versions are untouched. Free disk space and re-run"
+        ) from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
