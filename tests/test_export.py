@@ -33,14 +33,23 @@ _CLEAN_LOAD = textwrap.dedent("""
     result = {"captions": [c.decode() for c in out["captions"].numpy()],
               "scores": out["scores"].numpy().tolist()}
     errors = {}
-    for name, bad in [("not_jpeg", tf.constant([[b"GIF89a not a jpeg"]])),
-                      ("zero_frames", tf.zeros([1, 0], tf.string)),
-                      ("too_many", tf.fill([1, 65], jpegs[0, 0]))]:
+    jpeg_sig, float_sig = loaded.signatures["serving_default"], loaded.signatures["serving_frames"]
+    for name, call in [
+            ("not_jpeg", lambda: jpeg_sig(frames_jpeg=tf.constant([[b"GIF89a not a jpeg"]]))),
+            ("zero_frames", lambda: jpeg_sig(frames_jpeg=tf.zeros([1, 0], tf.string))),
+            ("too_many", lambda: jpeg_sig(frames_jpeg=tf.fill([1, 65], jpegs[0, 0]))),
+            ("int_dtype", lambda: jpeg_sig(frames_jpeg=tf.constant([[1, 2]]))),
+            ("rank_1", lambda: jpeg_sig(frames_jpeg=jpegs[0])),
+            ("rank_3", lambda: jpeg_sig(frames_jpeg=jpegs[None])),
+            ("float64", lambda: float_sig(frames=tf.zeros([1, 2, 8, 8, 3], tf.float64))),
+            ("frames_rank_4", lambda: float_sig(frames=tf.zeros([2, 8, 8, 3]))),
+            ("four_channels", lambda: float_sig(frames=tf.zeros([1, 2, 8, 8, 4])))]:
         try:
-            loaded.signatures["serving_default"](frames_jpeg=bad)
+            call()
             errors[name] = "no error"
         except tf.errors.InvalidArgumentError as e:
-            errors[name] = "InvalidArgument"
+            shape_errors = [l.strip() for l in e.message.splitlines() if "Shape of tensor" in l]
+            errors[name] = shape_errors[0] if shape_errors else "InvalidArgument"
     again = loaded.signatures["serving_default"](frames_jpeg=jpegs)["captions"].numpy()
     result["errors"] = errors
     result["after_errors"] = [c.decode() for c in again]
@@ -91,8 +100,19 @@ def test_clean_process_gives_the_same_captions(exported, tmp_path):
         length_penalty=cfg.length_penalty)
     assert served["captions"] == expected
     np.testing.assert_allclose(served["scores"], scores, rtol=1e-4)
-    assert served["errors"] == {"not_jpeg": "InvalidArgument", "zero_frames": "InvalidArgument",
-                                "too_many": "InvalidArgument"}
+    errors = served["errors"]
+    assert {k: errors.pop(k) for k in ("not_jpeg", "zero_frames", "too_many", "int_dtype",
+                                       "float64")} == dict.fromkeys(
+        ("not_jpeg", "zero_frames", "too_many", "int_dtype", "float64"), "InvalidArgument")
+    # wrong shapes name the input and the expected shape
+    assert errors == {
+        "rank_1": "Shape of tensor frames_jpeg [2] is not compatible with expected shape [?,?].",
+        "rank_3": "Shape of tensor frames_jpeg [1,2,2] is not compatible with expected shape [?,?].",
+        "frames_rank_4": "Shape of tensor frames [2,8,8,3] is not compatible with expected shape "
+                         "[?,?,?,?,3].",
+        "four_channels": "Shape of tensor frames [1,2,8,8,4] is not compatible with expected "
+                         "shape [?,?,?,?,3].",
+    }
     assert served["after_errors"] == expected
 
 

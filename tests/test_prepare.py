@@ -91,3 +91,40 @@ def test_train_batches_are_deterministic_per_epoch(shapes_records):
     assert tokens(0) != tokens(1)
     x, y = next(iter(pipeline.train_dataset(files, "frames", tok, 8, image_size=75)))
     assert x["frames"].dtype == tf.uint8 and x["tokens"].shape == (8, 9) and y.shape == (8, 9)
+
+
+def test_prepare_with_every_kind_of_bad_video_completes(tmp_path):
+    """Each bad file is either handled (written) or skipped and reported."""
+    from test_video_decode import write_audio_only, write_clip, write_gif_bomb
+    vdir = tmp_path / "videos"
+    vdir.mkdir()
+    shutil.copy(data_path("moviepy_bitmap.mp4"), vdir / "one_pixel.mp4")  # 1x1
+    flv = open(data_path("moviepy_clip1024.flv"), "rb").read()
+    (vdir / "truncated.flv").write_bytes(flv[: len(flv) // 3])
+    (vdir / "zero.mp4").write_bytes(b"")
+    (vdir / "text.mp4").write_text("not a video")
+    write_clip(vdir / "one_frame.mp4", 1, 64, 48)
+    write_clip(vdir / "large.mp4", 6, 3840, 2160)
+    write_audio_only(vdir / "audio_only.mp4")
+    write_gif_bomb(vdir / "bomb.gif")
+    handled = ["large.mp4", "one_frame.mp4", "one_pixel.mp4", "truncated.flv"]
+    skipped = ["audio_only.mp4", "bomb.gif", "text.mp4", "zero.mp4"]
+    csv = tmp_path / "ann.csv"
+    csv.write_text("video,caption,split\n" + "".join(
+        f"{name},a clip number {i},{'train' if i % 2 else 'val'}\n"
+        for i, name in enumerate(handled + skipped)))
+    examples = datasets.load_custom(str(csv), str(vdir))
+    out = str(tmp_path / "records")
+    report = prepare.prepare(examples, out, 4, 75, dataset_name="custom",
+                             vocabulary_builder=_build, videos_per_shard=2, workers=2)
+    assert sorted(p["video_id"] for p in report["undecodable"]) == skipped
+    reasons = {p["video_id"]: p["error"] for p in report["undecodable"]}
+    assert "no video stream" in reasons["audio_only.mp4"]
+    assert sum(report["written"].values()) == len(handled)
+    ds = pipeline.eval_dataset(records.list_shards(out, "train") + records.list_shards(out, "val"),
+                               "frames", 8, image_size=75)
+    batch = next(iter(ds))
+    assert sorted(v.decode() for v in batch["video_id"].numpy()) == handled
+    assert batch["frames"].shape == (4, 4, 75, 75, 3)
+    saved = json.load(open(os.path.join(out, prepare.REPORT_FILE)))
+    assert sorted(p["video_id"] for p in saved["undecodable"]) == skipped

@@ -79,3 +79,85 @@ SHARED_VIDEOS = sorted(p for p in glob.glob(os.path.join(SHARED, "videos", "*"))
 def test_every_shared_clip_decodes(path):
     frames = video_decode.decode_video(path, 8, 75)
     assert frames.shape == (8, 75, 75, 3)
+
+
+def write_clip(path, num_frames, width, height):
+    """An MPEG-4 clip whose frame i is a flat grey level i * 20."""
+    import av
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=12)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(num_frames):
+            image = np.full((height, width, 3), (i * 20) % 255, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return str(path)
+
+
+def write_audio_only(path):
+    """An .mp4 holding one AAC audio stream and no video stream."""
+    import av
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=8000)
+        for i in range(5):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = 8000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+
+
+def write_gif_bomb(path, side=20000):
+    """A 1x1 GIF whose header declares a `side` x `side` canvas."""
+    import io
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new("P", (1, 1)).save(buffer, format="GIF")
+    data = bytearray(buffer.getvalue())
+    data[6:10] = side.to_bytes(2, "little") * 2
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
+def test_no_video_stream_is_a_decode_error(tmp_path):
+    with pytest.raises(video_decode.VideoDecodeError, match="no video stream"):
+        video_decode.decode_video(write_audio_only(tmp_path / "audio.mp4"), 4, 16)
+
+
+def test_one_frame_clip_gives_copies(tmp_path):
+    frames = video_decode.decode_video(write_clip(tmp_path / "one.mp4", 1, 64, 48), 4, 16)
+    assert frames.shape == (4, 16, 16, 3)
+    assert all(np.array_equal(f, frames[0]) for f in frames)
+
+
+def test_huge_declared_canvas_is_refused(tmp_path):
+    with pytest.raises(video_decode.VideoDecodeError):
+        video_decode.decode_video(write_gif_bomb(tmp_path / "bomb.gif"), 4, 16)
+
+
+_PEAK_MEMORY = """
+import resource, sys
+from etenet_tf.data import video_decode
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+frames = video_decode.decode_video(sys.argv[1], 8, 64)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(frames.shape, (after - before) // 1024)
+"""
+
+
+def test_4k_clip_decodes_in_bounded_memory(tmp_path):
+    """48 frames of 3840x2160: 1194 MB as full-size RGB; decoding keeps
+    only small frames, so peak memory grows by the decoder's own buffers."""
+    import subprocess
+    import sys
+    path = write_clip(tmp_path / "4k.mp4", 48, 3840, 2160)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, path], capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ, PYTHONPATH=root))
+    assert out.returncode == 0, out.stderr[-2000:]
+    shape, grown_mb = out.stdout.rsplit(")", 1)
+    assert shape + ")" == "(8, 64, 64, 3)"
+    assert int(grown_mb) < 300, f"peak memory grew by {grown_mb} MB"

@@ -14,8 +14,11 @@ own op set runs it):
 - `serving_frames`: `frames` float32 `[batch, frames, height, width, 3]`
   (RGB, 0-255, any size) -> the same outputs.
 Frames are resized to the model's input size in the graph; the encoder,
-beam search and detokenisation all run inside. Zero frames, more than
-`max_frames` frames, or bytes that are not JPEG fail with InvalidArgument.
+beam search and detokenisation all run inside. A wrong dtype or rank, a
+last dimension other than 3, zero frames, more than `max_frames` frames,
+or bytes that are not JPEG fail with InvalidArgument and a message saying
+which; the next request is unaffected. (Both inputs are declared with
+unknown rank so that the graph itself checks the rank.)
 """
 
 import glob
@@ -56,8 +59,12 @@ def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
                                         max_length=max_length, length_penalty=length_penalty)
         return {"captions": model.detokenize(ids), "scores": scores}
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="frames_jpeg")])
+    # Inputs are declared with unknown rank and checked by EnsureShape in the
+    # graph: a loaded signature (and TF Serving) does not check shapes, and a
+    # wrong rank would otherwise fail deep inside with an unrelated message.
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="frames_jpeg")])
     def serve_jpeg(frames_jpeg):
+        frames_jpeg = tf.ensure_shape(frames_jpeg, [None, None], name="frames_jpeg")
         batch, num_frames = tf.shape(frames_jpeg)[0], tf.shape(frames_jpeg)[1]
         with tf.control_dependencies(check_frames(num_frames)):
             flat = tf.reshape(frames_jpeg, [-1])
@@ -67,9 +74,9 @@ def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
         )
         return caption(tf.reshape(images, [batch, num_frames, size, size, 3]))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.float32,
-                                                name="frames")])
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="frames")])
     def serve_frames(frames):
+        frames = tf.ensure_shape(frames, [None, None, None, None, 3], name="frames")
         shape = tf.shape(frames)
         with tf.control_dependencies(check_frames(shape[1])):
             flat = tf.reshape(frames, [-1, shape[2], shape[3], 3])
