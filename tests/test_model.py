@@ -42,6 +42,30 @@ def test_padding_never_changes_earlier_outputs():
     np.testing.assert_allclose(a[:, :3].numpy(), b[:, :3].numpy(), rtol=1e-6)
 
 
+def test_split_lstm_equals_keras_lstm_cell_on_the_context():
+    """The kernel split (context rows applied to frames once) is exactly an
+    LSTMCell fed [embedding; attention context] at every word."""
+    layer = SoftAttentionLSTM(9, embedding_dim=4, hidden_dim=6, attention_dim=5, dropout=0.0)
+    feats = tf.random.normal([2, 3, 10])
+    tokens = tf.constant([[2, 4, 5, 6], [2, 7, 3, 0]])
+    logits = layer(feats, tokens)
+    cell = keras.layers.LSTMCell(6)
+    cell.build((None, 14))
+    cell.set_weights([np.concatenate([layer.word_kernel.numpy(), layer.context_kernel.numpy()]),
+                      layer.recurrent_kernel.numpy(), layer.gate_bias.numpy()])
+    values = layer.feature_norm(feats)
+    keys = layer.feature_key(values)
+    state = [layer.init_h(tf.reduce_mean(values, 1)), layer.init_c(tf.reduce_mean(values, 1))]
+    for t in range(tokens.shape[1]):
+        embedded = layer.embedding(tokens[:, t])
+        scores = layer.attention_score(tf.tanh(keys + layer.hidden_query(state[0])[:, None]))
+        alpha = tf.nn.softmax(scores[..., 0], -1)
+        context = tf.reduce_sum(alpha[..., None] * values, 1)
+        h, state = cell(tf.concat([embedded, context], -1), state)
+        expected = layer.output_projection(tf.concat([h, context, embedded], -1))
+        np.testing.assert_allclose(logits[:, t].numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_layer_config_round_trip():
     layer = SoftAttentionLSTM(9, embedding_dim=4, hidden_dim=6, attention_dim=5, dropout=0.3)
     clone = SoftAttentionLSTM.from_config(layer.get_config())

@@ -61,8 +61,17 @@ class SoftAttentionLSTM(keras.layers.Layer):
         self.init_h.build((None, feature_dim))
         self.init_c = keras.layers.Dense(self.hidden_dim, activation="tanh", name="init_c")
         self.init_c.build((None, feature_dim))
-        self.cell = keras.layers.LSTMCell(self.hidden_dim, name="lstm_cell")
-        self.cell.build((None, self.embedding_dim + feature_dim))
+        # The LSTM's weights, its input kernel split in the word and context
+        # parts (see `initial_state`); initialised as Keras' LSTMCell does.
+        gates = 4 * self.hidden_dim
+        self.word_kernel = self.add_weight(
+            (self.embedding_dim, gates), initializer="glorot_uniform", name="word_kernel")
+        self.context_kernel = self.add_weight(
+            (feature_dim, gates), initializer="glorot_uniform", name="context_kernel")
+        self.recurrent_kernel = self.add_weight(
+            (self.hidden_dim, gates), initializer="orthogonal", name="recurrent_kernel")
+        self.gate_bias = self.add_weight((gates,), initializer=self._unit_forget_bias,
+                                         name="gate_bias")
         self.dropout_layer = keras.layers.Dropout(self.dropout)
         self.output_projection = keras.layers.Dense(
             self.vocabulary_size, name="output_projection",
@@ -74,27 +83,57 @@ class SoftAttentionLSTM(keras.layers.Layer):
         )
         self.built = True
 
+    def _unit_forget_bias(self, shape, dtype=None):
+        # forget gate bias 1, the others 0 (Jozefowicz et al. 2015)
+        h = self.hidden_dim
+        return ops.concatenate([ops.zeros((h,), dtype), ops.ones((h,), dtype),
+                                ops.zeros((2 * h,), dtype)])
+
     def initial_state(self, features):
         """Returns `(memory, state)` for `step`.
 
-        `memory = (values [B,T,D], keys [B,T,A])`, `state = (h, m)`.
+        `memory = (values [B,T,D], keys [B,T,A], value_gates [B,T,4H])`,
+        `state = (h, m)`.
         """
         values = self.feature_norm(features)
         keys = self.feature_key(values)
+        # The LSTM input is [E y; c_t] with c_t = sum_i alpha_ti f_i, so
+        # c_t W_c = sum_i alpha_ti (f_i W_c): the context rows of the kernel
+        # are applied to every frame once here, not to c_t at every word.
+        # Per-word [B, D] x [D, 4H] products (and, in training, one weight
+        # gradient of the whole kernel per word) made a training step 3x
+        # slower.
+        value_gates = ops.matmul(values, self._cast(self.context_kernel))
         mean = ops.mean(values, axis=1)
-        return (values, keys), (self.init_h(mean), self.init_c(mean))
+        return (values, keys, value_gates), (self.init_h(mean), self.init_c(mean))
+
+    def _cast(self, weight):
+        # initial_state and step also run outside __call__ (beam search),
+        # where Keras does not autocast variables under mixed precision
+        return ops.cast(weight, self.compute_dtype)
+
+    def _embedding_gates(self, embedded):
+        """The word part of the LSTM input product: `[..., E] -> [..., 4H]`."""
+        return ops.matmul(embedded, self._cast(self.word_kernel))
 
     def _attend(self, h, memory):
-        values, keys = memory
+        values, keys, value_gates = memory
         scores = self.attention_score(ops.tanh(keys + self.hidden_query(h)[:, None, :]))
         alpha = ops.softmax(ops.squeeze(scores, -1), axis=-1)
-        context = ops.sum(alpha[:, :, None] * values, axis=1)
-        return context, alpha
+        context = ops.einsum("bt,btd->bd", alpha, values)
+        context_gates = ops.einsum("bt,btg->bg", alpha, value_gates)
+        return context, context_gates, alpha
 
-    def _advance(self, embedded, state, memory, training):
-        context, alpha = self._attend(state[0], memory)
-        h, (h, m) = self.cell(ops.concatenate([embedded, context], -1), list(state),
-                              training=training)
+    def _advance(self, embedded, embedded_gates, state, memory):
+        """One LSTM step (Keras `LSTMCell` equations, gate order i, f, c, o)
+        with the input product split as in `initial_state`."""
+        h, m = state
+        context, context_gates, alpha = self._attend(h, memory)
+        z = (embedded_gates + context_gates
+             + ops.matmul(h, self._cast(self.recurrent_kernel)) + self._cast(self.gate_bias))
+        i, f, g, o = ops.split(z, 4, axis=-1)
+        m = ops.sigmoid(f) * m + ops.sigmoid(i) * ops.tanh(g)
+        h = ops.sigmoid(o) * ops.tanh(m)
         return ops.concatenate([h, context, embedded], -1), (h, m), alpha
 
     def step(self, tokens, state, memory, training=False):
@@ -109,7 +148,8 @@ class SoftAttentionLSTM(keras.layers.Layer):
             `(logits [N, V], new_state, attention [N, T])`.
         """
         embedded = self.embedding(tokens)
-        out, state, alpha = self._advance(embedded, state, memory, training)
+        out, state, alpha = self._advance(embedded, self._embedding_gates(embedded), state,
+                                          memory)
         return self.output_projection(out), state, alpha
 
     def call(self, features, tokens, training=False, return_attention=False):
@@ -119,9 +159,10 @@ class SoftAttentionLSTM(keras.layers.Layer):
             raise ValueError("the decoder needs a static token length; pad captions")
         memory, state = self.initial_state(features)
         embedded = self.dropout_layer(self.embedding(tokens), training=training)
+        embedded_gates = self._embedding_gates(embedded)  # all words in one product
         outputs, alphas = [], []
         for t in range(length):
-            out, state, alpha = self._advance(embedded[:, t], state, memory, training)
+            out, state, alpha = self._advance(embedded[:, t], embedded_gates[:, t], state, memory)
             outputs.append(out)
             alphas.append(alpha)
         outputs = self.dropout_layer(ops.stack(outputs, axis=1), training=training)
