@@ -42,16 +42,19 @@ def test_padding_never_changes_earlier_outputs():
     np.testing.assert_allclose(a[:, :3].numpy(), b[:, :3].numpy(), rtol=1e-6)
 
 
-def test_split_lstm_equals_keras_lstm_cell_on_the_context():
-    """The kernel split (context rows applied to frames once) is exactly an
-    LSTMCell fed [embedding; attention context] at every word."""
+def test_decoder_equals_its_equations_with_a_keras_lstm_cell():
+    """Applying the context weights per frame (see SoftAttentionLSTM) gives
+    the documented equations, run word by word with a Keras LSTMCell fed
+    [E y; c_t] and the deep output computed from c_t."""
     layer = SoftAttentionLSTM(9, embedding_dim=4, hidden_dim=6, attention_dim=5, dropout=0.0)
     feats = tf.random.normal([2, 3, 10])
     tokens = tf.constant([[2, 4, 5, 6], [2, 7, 3, 0]])
-    logits = layer(feats, tokens)
+    logits, attention = layer(feats, tokens, return_attention=True)
+    context_kernel = layer.context_kernel.numpy()
+    gate_kernel, l_c = context_kernel[:, :24], context_kernel[:, 24:]
     cell = keras.layers.LSTMCell(6)
     cell.build((None, 14))
-    cell.set_weights([np.concatenate([layer.word_kernel.numpy(), layer.context_kernel.numpy()]),
+    cell.set_weights([np.concatenate([layer.word_kernel.numpy(), gate_kernel]),
                       layer.recurrent_kernel.numpy(), layer.gate_bias.numpy()])
     values = layer.feature_norm(feats)
     keys = layer.feature_key(values)
@@ -62,8 +65,10 @@ def test_split_lstm_equals_keras_lstm_cell_on_the_context():
         alpha = tf.nn.softmax(scores[..., 0], -1)
         context = tf.reduce_sum(alpha[..., None] * values, 1)
         h, state = cell(tf.concat([embedded, context], -1), state)
-        expected = layer.output_projection(tf.concat([h, context, embedded], -1))
-        np.testing.assert_allclose(logits[:, t].numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+        out = tf.tanh(layer.output_hidden(h) + tf.matmul(context, l_c) + embedded)
+        np.testing.assert_allclose(attention[:, t].numpy(), alpha.numpy(), rtol=1e-5)
+        np.testing.assert_allclose(logits[:, t].numpy(), layer.output_projection(out).numpy(),
+                                   rtol=1e-4, atol=1e-5)
 
 
 def test_layer_config_round_trip():

@@ -15,8 +15,21 @@ class SoftAttentionLSTM(keras.layers.Layer):
         alpha_t   = softmax_i(e_{t,i})
         c_t       = sum_i alpha_{t,i} f_i
         h_t, m_t  = LSTM([E y_{t-1}; c_t], (h_{t-1}, m_{t-1}))
-        logits_t  = W_o dropout([h_t; c_t; E y_{t-1}]) + b_o
+        o_t       = tanh(L_h h_t + L_c c_t + E y_{t-1})
+        logits_t  = W_o dropout(o_t) + b_o
         h_0, m_0  = tanh(W_h0 mean_i f_i), tanh(W_m0 mean_i f_i)
+
+    `o_t` is the deep output layer of Show, Attend and Tell (Xu et al.
+    2015): the vocabulary projection reads `embedding_dim` values rather
+    than `[h; c; E y]`, which matters when it runs for every beam and word.
+
+    `c_t` only enters through linear maps (the LSTM's input product and
+    `L_c`), and `sum_i alpha_{t,i} f_i K = sum_i alpha_{t,i} (f_i K)`, so
+    those maps are applied to every frame once (`initial_state`) and each
+    word only takes an attention-weighted sum of the results. Applied to
+    `c_t` at every word instead, they cost a `[B, D] x [D, 4H]` product per
+    word and, in training, a weight gradient of the whole kernel per word
+    (a training step was 1.8x slower).
 
     `call` runs teacher-forced over a whole token sequence (the token
     length must be static); `initial_state` + `step` run one word at a
@@ -26,10 +39,10 @@ class SoftAttentionLSTM(keras.layers.Layer):
 
     Args:
         vocabulary_size: number of output tokens.
-        embedding_dim: word embedding size.
+        embedding_dim: word embedding size (also the deep output size).
         hidden_dim: LSTM state size.
         attention_dim: size of the attention MLP.
-        dropout: dropout rate on embeddings and on the output projection.
+        dropout: dropout rate on embeddings and on the deep output.
     """
 
     def __init__(self, vocabulary_size, embedding_dim=256, hidden_dim=512, attention_dim=256,
@@ -43,6 +56,7 @@ class SoftAttentionLSTM(keras.layers.Layer):
 
     def build(self, features_shape, tokens_shape=None):
         feature_dim = features_shape[-1]
+        gates = 4 * self.hidden_dim
         self.feature_norm = keras.layers.LayerNormalization(name="feature_norm")
         self.feature_norm.build(features_shape)
         self.embedding = keras.layers.Embedding(
@@ -61,26 +75,27 @@ class SoftAttentionLSTM(keras.layers.Layer):
         self.init_h.build((None, feature_dim))
         self.init_c = keras.layers.Dense(self.hidden_dim, activation="tanh", name="init_c")
         self.init_c.build((None, feature_dim))
-        # The LSTM's weights, its input kernel split in the word and context
-        # parts (see `initial_state`); initialised as Keras' LSTMCell does.
-        gates = 4 * self.hidden_dim
+        # LSTM weights, initialised as Keras' LSTMCell does; the input kernel
+        # is split into its word part and its context part, and the context
+        # part is stored together with L_c (both are applied per frame).
         self.word_kernel = self.add_weight(
             (self.embedding_dim, gates), initializer="glorot_uniform", name="word_kernel")
         self.context_kernel = self.add_weight(
-            (feature_dim, gates), initializer="glorot_uniform", name="context_kernel")
+            (feature_dim, gates + self.embedding_dim), initializer="glorot_uniform",
+            name="context_kernel")
         self.recurrent_kernel = self.add_weight(
             (self.hidden_dim, gates), initializer="orthogonal", name="recurrent_kernel")
         self.gate_bias = self.add_weight((gates,), initializer=self._unit_forget_bias,
                                          name="gate_bias")
+        self.output_hidden = keras.layers.Dense(self.embedding_dim, name="output_hidden")
+        self.output_hidden.build((None, self.hidden_dim))
         self.dropout_layer = keras.layers.Dropout(self.dropout)
         self.output_projection = keras.layers.Dense(
             self.vocabulary_size, name="output_projection",
             # logits stay float32 under mixed precision for a stable softmax
             dtype="float32" if self.dtype_policy.compute_dtype != "float32" else None,
         )
-        self.output_projection.build(
-            (None, None, self.hidden_dim + feature_dim + self.embedding_dim)
-        )
+        self.output_projection.build((None, None, self.embedding_dim))
         self.built = True
 
     def _unit_forget_bias(self, shape, dtype=None):
@@ -89,52 +104,43 @@ class SoftAttentionLSTM(keras.layers.Layer):
         return ops.concatenate([ops.zeros((h,), dtype), ops.ones((h,), dtype),
                                 ops.zeros((2 * h,), dtype)])
 
-    def initial_state(self, features):
-        """Returns `(memory, state)` for `step`.
-
-        `memory = (values [B,T,D], keys [B,T,A], value_gates [B,T,4H])`,
-        `state = (h, m)`.
-        """
-        values = self.feature_norm(features)
-        keys = self.feature_key(values)
-        # The LSTM input is [E y; c_t] with c_t = sum_i alpha_ti f_i, so
-        # c_t W_c = sum_i alpha_ti (f_i W_c): the context rows of the kernel
-        # are applied to every frame once here, not to c_t at every word.
-        # Per-word [B, D] x [D, 4H] products (and, in training, one weight
-        # gradient of the whole kernel per word) made a training step 3x
-        # slower.
-        value_gates = ops.matmul(values, self._cast(self.context_kernel))
-        mean = ops.mean(values, axis=1)
-        return (values, keys, value_gates), (self.init_h(mean), self.init_c(mean))
-
     def _cast(self, weight):
         # initial_state and step also run outside __call__ (beam search),
         # where Keras does not autocast variables under mixed precision
         return ops.cast(weight, self.compute_dtype)
 
-    def _embedding_gates(self, embedded):
+    def initial_state(self, features):
+        """Returns `(memory, state)` for `step`.
+
+        `memory = (keys [B,T,A], projected [B,T,4H+E])`: the attention keys
+        and each frame times `[K_c | L_c]`; `state = (h, m)`.
+        """
+        values = self.feature_norm(features)
+        keys = self.feature_key(values)
+        projected = ops.matmul(values, self._cast(self.context_kernel))
+        mean = ops.mean(values, axis=1)
+        return (keys, projected), (self.init_h(mean), self.init_c(mean))
+
+    def _word_gates(self, embedded):
         """The word part of the LSTM input product: `[..., E] -> [..., 4H]`."""
         return ops.matmul(embedded, self._cast(self.word_kernel))
 
-    def _attend(self, h, memory):
-        values, keys, value_gates = memory
+    def _advance(self, embedded, word_gates, state, memory):
+        """One word: attention, the LSTM (Keras LSTMCell equations, gate order
+        i, f, c, o) and the deep output `o_t` (before dropout)."""
+        keys, projected = memory
+        h, m = state
         scores = self.attention_score(ops.tanh(keys + self.hidden_query(h)[:, None, :]))
         alpha = ops.softmax(ops.squeeze(scores, -1), axis=-1)
-        context = ops.einsum("bt,btd->bd", alpha, values)
-        context_gates = ops.einsum("bt,btg->bg", alpha, value_gates)
-        return context, context_gates, alpha
-
-    def _advance(self, embedded, embedded_gates, state, memory):
-        """One LSTM step (Keras `LSTMCell` equations, gate order i, f, c, o)
-        with the input product split as in `initial_state`."""
-        h, m = state
-        context, context_gates, alpha = self._attend(h, memory)
-        z = (embedded_gates + context_gates
+        context = ops.einsum("bt,btg->bg", alpha, projected)  # c_t [K_c | L_c]
+        gates = 4 * self.hidden_dim
+        z = (word_gates + context[:, :gates]
              + ops.matmul(h, self._cast(self.recurrent_kernel)) + self._cast(self.gate_bias))
         i, f, g, o = ops.split(z, 4, axis=-1)
         m = ops.sigmoid(f) * m + ops.sigmoid(i) * ops.tanh(g)
         h = ops.sigmoid(o) * ops.tanh(m)
-        return ops.concatenate([h, context, embedded], -1), (h, m), alpha
+        out = ops.tanh(self.output_hidden(h) + context[:, gates:] + embedded)
+        return out, (h, m), alpha
 
     def step(self, tokens, state, memory, training=False):
         """One decoding step.
@@ -148,8 +154,7 @@ class SoftAttentionLSTM(keras.layers.Layer):
             `(logits [N, V], new_state, attention [N, T])`.
         """
         embedded = self.embedding(tokens)
-        out, state, alpha = self._advance(embedded, self._embedding_gates(embedded), state,
-                                          memory)
+        out, state, alpha = self._advance(embedded, self._word_gates(embedded), state, memory)
         return self.output_projection(out), state, alpha
 
     def call(self, features, tokens, training=False, return_attention=False):
@@ -159,10 +164,10 @@ class SoftAttentionLSTM(keras.layers.Layer):
             raise ValueError("the decoder needs a static token length; pad captions")
         memory, state = self.initial_state(features)
         embedded = self.dropout_layer(self.embedding(tokens), training=training)
-        embedded_gates = self._embedding_gates(embedded)  # all words in one product
+        word_gates = self._word_gates(embedded)  # all words in one product
         outputs, alphas = [], []
         for t in range(length):
-            out, state, alpha = self._advance(embedded[:, t], embedded_gates[:, t], state, memory)
+            out, state, alpha = self._advance(embedded[:, t], word_gates[:, t], state, memory)
             outputs.append(out)
             alphas.append(alpha)
         outputs = self.dropout_layer(ops.stack(outputs, axis=1), training=training)
