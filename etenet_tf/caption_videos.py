@@ -25,6 +25,18 @@ def caption_frames(model, frames, *, beam_size, max_length, length_penalty):
     return ([c.decode("utf-8") for c in captions.numpy()], scores.numpy(), attention.numpy())
 
 
+def _picture_path(directory, video_path, taken):
+    """`<file name with extension>.png` in `directory`, numbered when two
+    videos share a file name, so no picture overwrites another."""
+    base = os.path.basename(video_path)
+    name, n = f"{base}.png", 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}.png"
+    taken.add(name)
+    return os.path.join(directory, name)
+
+
 def run_caption(cfg):
     """Captions `cfg.videos`.
 
@@ -36,7 +48,7 @@ def run_caption(cfg):
     num_frames = stages_lib.load_input_spec(cfg.model_dir)["num_frames"]
     if cfg.attention_dir:
         os.makedirs(cfg.attention_dir, exist_ok=True)
-    results, failures = {}, {}
+    results, failures, pictures = {}, {}, set()
     for path in cfg.videos:
         try:
             frames = video_decode.decode_video(path, num_frames, model.image_size)
@@ -52,11 +64,11 @@ def run_caption(cfg):
         results[path] = {"caption": captions[0], "score": float(scores[0])}
         print(f"{path}\t{captions[0]}", flush=True)
         if cfg.attention_dir:
-            name = os.path.splitext(os.path.basename(path))[0] + ".png"
+            picture = _picture_path(cfg.attention_dir, path, pictures)
             attention_image.save_attention_image(
-                os.path.join(cfg.attention_dir, name), frames,
-                captions[0].split() + ["<end>"], np.asarray(attention[0]),
+                picture, frames, captions[0].split() + ["<end>"], np.asarray(attention[0]),
             )
+            results[path]["attention"] = picture
     if cfg.output:
         write_json(cfg.output, results)
     return failures

@@ -137,15 +137,21 @@ def test_caption_stage_reports_bad_files_and_continues(trained_model_dir, tmp_pa
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 100)
     run = vars(cfg).copy()
+    same_name = tmp_path / "copy" / "moviepy_example_mask.mp4"
+    same_name.parent.mkdir()
+    shutil.copy(data_path("moviepy_example_mask.mp4"), same_name)
     run.update(videos=[data_path("moviepy_example_mask.mp4"), str(bad),
-                       data_path("moviepy_transparent.webm")],
+                       data_path("moviepy_transparent.webm"), str(same_name)],
                output=str(tmp_path / "captions.json"), attention_dir=str(tmp_path / "att"))
     import types
     failures = caption_videos.run_caption(types.SimpleNamespace(**run))
     out = capsys.readouterr()
     assert list(failures) == [str(bad)]
-    assert out.out.count("\t") == 2 and "ERROR" in out.err
+    assert out.out.count("\t") == 3 and "ERROR" in out.err
     saved = json.load(open(tmp_path / "captions.json"))
     assert "error" in saved[str(bad)] and "caption" in saved[run["videos"][0]]
-    assert sorted(os.listdir(tmp_path / "att")) == ["moviepy_example_mask.png",
-                                                    "moviepy_transparent.png"]
+    # videos with the same file name get a picture each
+    assert sorted(os.listdir(tmp_path / "att")) == [
+        "moviepy_example_mask.mp4-2.png", "moviepy_example_mask.mp4.png",
+        "moviepy_transparent.webm.png"]
+    assert saved[str(same_name)]["attention"].endswith("moviepy_example_mask.mp4-2.png")
