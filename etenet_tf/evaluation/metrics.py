@@ -11,10 +11,12 @@ and drops the same punctuation, the Java-free metrics are computed and
 METEOR (and SPICE) are reported as None, with a warning.
 """
 
+import contextlib
 import logging
 import os
 import re
 import shutil
+import time
 
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
@@ -58,7 +60,7 @@ def _clean(text):
     return " ".join(str(text).split())
 
 
-def score(references, predictions, *, tokenize=True, meteor=True, spice=False):
+def score(references, predictions, *, tokenize=True, meteor=True, spice=False, timings=None):
     """Scores predicted captions against reference captions.
 
     Args:
@@ -69,6 +71,8 @@ def score(references, predictions, *, tokenize=True, meteor=True, spice=False):
             text that is already tokenised, e.g. during validation).
         meteor: compute METEOR (starts one JVM).
         spice: compute SPICE if its jars are present.
+        timings: optional dict, filled with the seconds each step took
+            (`tokenize`, `Bleu`, `METEOR`, `ROUGE_L`, `CIDEr`, `SPICE`).
 
     Returns:
         `{"Bleu_1".."Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}` as floats
@@ -84,31 +88,54 @@ def score(references, predictions, *, tokenize=True, meteor=True, spice=False):
     gts = {i: [_clean(r) for r in references[i]] for i in ids}
     res = {i: [_clean(predictions[i])] for i in ids}
     has_java = java_available()
+    timings = {} if timings is None else timings
+    clock = _Clock(timings)
     if tokenize:
-        if has_java:
-            gts, res = _ptb_tokenize(gts), _ptb_tokenize(res)
-        else:
-            logging.warning("Java not found: using a Python tokenizer instead of the PTB "
-                            "tokenizer; METEOR and SPICE are unavailable (install a JRE)")
-            gts, res = _python_tokenize(gts), _python_tokenize(res)
+        with clock("tokenize"):
+            if has_java:
+                gts, res = _ptb_tokenize(gts), _ptb_tokenize(res)
+            else:
+                logging.warning("Java not found: using a Python tokenizer instead of the PTB "
+                                "tokenizer; METEOR and SPICE are unavailable (install a JRE)")
+                gts, res = _python_tokenize(gts), _python_tokenize(res)
 
     scores = {}
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    with clock("Bleu"):
+        bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     scores.update({f"Bleu_{n + 1}": float(b) for n, b in enumerate(bleu)})
     scores["METEOR"] = None
     if meteor and has_java:
         from pycocoevalcap.meteor.meteor import Meteor
-        scorer = Meteor()
-        try:
-            scores["METEOR"] = float(scorer.compute_score(gts, res)[0])
-        finally:
-            del scorer  # closes its JVM
-    scores["ROUGE_L"] = float(Rouge().compute_score(gts, res)[0])
-    scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
+        with clock("METEOR"):
+            scorer = Meteor()
+            try:
+                scores["METEOR"] = float(scorer.compute_score(gts, res)[0])
+            finally:
+                del scorer  # closes its JVM
+    with clock("ROUGE_L"):
+        scores["ROUGE_L"] = float(Rouge().compute_score(gts, res)[0])
+    with clock("CIDEr"):
+        scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
     if spice and has_java and _spice_jars_present():
         from pycocoevalcap.spice.spice import Spice
-        scores["SPICE"] = float(Spice().compute_score(gts, res)[0])
+        with clock("SPICE"):
+            scores["SPICE"] = float(Spice().compute_score(gts, res)[0])
     return scores
+
+
+class _Clock:
+    """`with clock(name):` adds the block's wall time to `timings[name]`."""
+
+    def __init__(self, timings):
+        self.timings = timings
+
+    @contextlib.contextmanager
+    def __call__(self, name):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
 def format_table(rows, metrics=METRICS):

@@ -101,7 +101,8 @@ class Trainer:
             self.val_writer = tf.summary.create_file_writer(os.path.join(logs, "validation"))
         else:
             self.train_writer = self.val_writer = tf.summary.create_noop_writer()
-        self._train_step = self._make_train_step()
+        # train_step(batch) -> summed loss: one compiled, distributed optimizer step
+        self.train_step = self._make_train_step()
 
     def _make_train_step(self):
         model, strategy = self.model, self.strategy
@@ -129,7 +130,8 @@ class Trainer:
 
         return train_step
 
-    def _distributed_epoch(self, make_dataset, epoch, steps, skip):
+    def distributed_epoch(self, make_dataset, epoch, steps, skip=0):
+        """The batches of one epoch after the first `skip`, for `train_step`."""
         def dataset_fn(context):
             per_replica = context.get_per_replica_batch_size(self.global_batch_size)
             replicas_here = self.strategy.num_replicas_in_sync // context.num_input_pipelines
@@ -190,14 +192,14 @@ class Trainer:
 
     def _train_epoch(self, make_dataset, epoch, epochs, steps, skip, step):
         """Runs the steps of `epoch` after the first `skip`; returns the step."""
-        data = self._distributed_epoch(make_dataset, epoch, steps, skip)
+        data = self.distributed_epoch(make_dataset, epoch, steps, skip)
         if self.verbose and self.chief:
             print(f"epoch {epoch + 1}/{epochs}", flush=True)
         bar = keras.utils.Progbar(steps, verbose=1 if self.verbose and self.chief else 0,
                                   stateful_metrics=["loss"])
         bar.update(skip)
         for batch in data:
-            loss = float(self._train_step(batch).numpy())
+            loss = float(self.train_step(batch).numpy())
             if not math.isfinite(loss):
                 raise TrainingDivergedError(
                     f"loss became {loss} at step {step + 1} (epoch {epoch + 1}); the last "

@@ -1,0 +1,1 @@
+"""Benchmarks that show where time goes: `python -m benchmarks.run`."""
