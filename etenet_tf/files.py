@@ -15,3 +15,10 @@ def write_json(path, obj):
                   default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
         f.write("\n")
     os.replace(tmp, path)
+
+
+def write_failure_reason(error):
+    """The OS's reason for a failed write (`No space left on device`, ...),
+    without the op and file prefix TensorFlow puts before it."""
+    message = getattr(error, "message", None) or str(error)
+    return message.split(";")[-1].strip()

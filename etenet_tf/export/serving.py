@@ -28,6 +28,7 @@ import shutil
 import keras
 import tensorflow as tf
 
+from etenet_tf.files import write_failure_reason
 from etenet_tf.training import stages as stages_lib
 
 
@@ -113,9 +114,8 @@ def export(model, export_dir, name, *, version=0, beam_size=5, max_length=20,
         archive.write_out(tmp, verbose=False)
         os.replace(tmp, final)
     except (OSError, tf.errors.OpError) as e:
-        reason = getattr(e, "message", None) or str(e)
         raise ExportWriteError(
-            f"could not write the export ({reason.split(';')[-1].strip()}); nothing was "
+            f"could not write the export ({write_failure_reason(e)}); nothing was "
             f"published at {final} and earlier versions are untouched. Free disk space and re-run"
         ) from e
     finally:

@@ -17,7 +17,7 @@ import shutil
 
 import tensorflow as tf
 
-from etenet_tf.files import write_json
+from etenet_tf.files import write_failure_reason, write_json
 from etenet_tf.training import strategy as strategy_lib
 
 
@@ -37,10 +37,9 @@ def _save(manager, number, what):
     except (OSError, tf.errors.OpError) as e:
         shutil.rmtree(os.path.join(manager.directory, f"ckpt-{number}_temp"), ignore_errors=True)
         kept = manager.latest_checkpoint or "none yet"
-        reason = getattr(e, "message", None) or str(e)
         raise CheckpointWriteError(
             f"could not write the {what} checkpoint in {manager.directory} "
-            f"({reason.split(';')[-1].strip()}); the previous one is intact ({kept}). "
+            f"({write_failure_reason(e)}); the previous one is intact ({kept}). "
             "Free disk space and re-run the same command to resume"
         ) from e
 
