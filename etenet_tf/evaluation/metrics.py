@@ -89,9 +89,8 @@ def score(references, predictions, *, tokenize=True, meteor=True, spice=False, t
     res = {i: [_clean(predictions[i])] for i in ids}
     has_java = java_available()
     timings = {} if timings is None else timings
-    clock = _Clock(timings)
     if tokenize:
-        with clock("tokenize"):
+        with _timed(timings, "tokenize"):
             if has_java:
                 gts, res = _ptb_tokenize(gts), _ptb_tokenize(res)
             else:
@@ -100,42 +99,37 @@ def score(references, predictions, *, tokenize=True, meteor=True, spice=False, t
                 gts, res = _python_tokenize(gts), _python_tokenize(res)
 
     scores = {}
-    with clock("Bleu"):
+    with _timed(timings, "Bleu"):
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     scores.update({f"Bleu_{n + 1}": float(b) for n, b in enumerate(bleu)})
     scores["METEOR"] = None
     if meteor and has_java:
         from pycocoevalcap.meteor.meteor import Meteor
-        with clock("METEOR"):
+        with _timed(timings, "METEOR"):
             scorer = Meteor()
             try:
                 scores["METEOR"] = float(scorer.compute_score(gts, res)[0])
             finally:
                 del scorer  # closes its JVM
-    with clock("ROUGE_L"):
+    with _timed(timings, "ROUGE_L"):
         scores["ROUGE_L"] = float(Rouge().compute_score(gts, res)[0])
-    with clock("CIDEr"):
+    with _timed(timings, "CIDEr"):
         scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
     if spice and has_java and _spice_jars_present():
         from pycocoevalcap.spice.spice import Spice
-        with clock("SPICE"):
+        with _timed(timings, "SPICE"):
             scores["SPICE"] = float(Spice().compute_score(gts, res)[0])
     return scores
 
 
-class _Clock:
-    """`with clock(name):` adds the block's wall time to `timings[name]`."""
-
-    def __init__(self, timings):
-        self.timings = timings
-
-    @contextlib.contextmanager
-    def __call__(self, name):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+@contextlib.contextmanager
+def _timed(timings, name):
+    """Adds the wall time of the `with` block to `timings[name]`."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
 def format_table(rows, metrics=METRICS):
