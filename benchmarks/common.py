@@ -14,7 +14,7 @@ from etenet_tf.data import prepare as prepare_lib
 from etenet_tf.data import records
 from etenet_tf.model.captioner import EtENetCaptioner
 from etenet_tf.text import tokenizer as tokenizer_lib
-from etenet_tf.text import vocabulary as vocab_lib
+from etenet_tf.training import stages
 
 
 def seconds(fn, repeats=3, warmup=1):
@@ -108,11 +108,8 @@ class ShapesData:
         )
         if not os.path.isfile(os.path.join(self.cfg.records_dir, prepare_lib.DATASET_FILE)):
             main.run_prepare(self.cfg)
-        self.info = prepare_lib.load_dataset_info(self.cfg.records_dir)
-        self.vocabulary = vocab_lib.Vocabulary.load(
-            os.path.join(self.cfg.records_dir, self.info["vocabulary"]))
-        self.tokenizer = tokenizer_lib.CaptionTokenizer(self.vocabulary,
-                                                        self.info["max_caption_length"])
+        self.info, self.vocabulary, max_length = stages.load_prepared(self.cfg)
+        self.tokenizer = tokenizer_lib.CaptionTokenizer(self.vocabulary, max_length)
         self.frames, self.image_size = frames, image_size
 
     def files(self, split="train"):

@@ -107,7 +107,9 @@ def load_trained_model(model_dir, stage="auto"):
     return model, stage
 
 
-def _prepared(cfg):
+def load_prepared(cfg):
+    """`(dataset info, Vocabulary, max caption length)` of `cfg.records_dir`;
+    a clear error when its train or val records are missing."""
     info = prepare_lib.load_dataset_info(cfg.records_dir)
     vocabulary = vocab_lib.Vocabulary.load(os.path.join(cfg.records_dir, info["vocabulary"]))
     max_length = cfg.max_caption_length or info["max_caption_length"]
@@ -193,7 +195,7 @@ def _fit_stage(cfg, trainer, info, vocabulary, max_length, data_dir, epochs):
 
 def run_pretrain(cfg):
     """Trains the decoder on cached features of the frozen encoder."""
-    info, vocabulary, max_length = _prepared(cfg)
+    info, vocabulary, max_length = load_prepared(cfg)
     set_precision(cfg.mixed_precision)
     strategy = strategy_lib.make_strategy(cfg.strategy)
     model = _stage_model(cfg, strategy, info, vocabulary)
@@ -223,7 +225,7 @@ def run_finetune(cfg):
             f"finetune starts from the best pretrain checkpoint, but {pretrain_dir} has none: "
             f"run --stage=pretrain with --model_dir={cfg.model_dir} first"
         )
-    info, vocabulary, max_length = _prepared(cfg)
+    info, vocabulary, max_length = load_prepared(cfg)
     set_precision(cfg.mixed_precision)
     strategy = strategy_lib.make_strategy(cfg.strategy)
     model = _stage_model(cfg, strategy, info, vocabulary)
