@@ -29,7 +29,7 @@ class SoftAttentionLSTM(keras.layers.Layer):
     word only takes an attention-weighted sum of the results. Applied to
     `c_t` at every word instead, they cost a `[B, D] x [D, 4H]` product per
     word and, in training, a weight gradient of the whole kernel per word
-    (a training step was 1.8x slower).
+    (a training step was 1.7x slower).
 
     `call` runs teacher-forced over a whole token sequence (the token
     length must be static); `initial_state` + `step` run one word at a
