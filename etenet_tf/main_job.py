@@ -32,6 +32,9 @@ def run_all(cfg):
     print("\n=== pretrain (frozen encoder) vs finetune (end to end), "
           f"{cfg.split} split, beam {cfg.beam_size}")
     print(metrics_lib.format_table(rows, ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr")))
+    if any("acc_all" in scores for _, scores in rows):
+        print("acc_*: share of captions naming the right value of each known attribute "
+              "(acc_all: all of them right)")
     print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
           + f", total {sum(timings.values()):.0f}")
     return rows

@@ -21,7 +21,8 @@ def _prepare_examples(cfg):
     if cfg.dataset == "shapes":
         root = os.path.dirname(os.path.abspath(cfg.records_dir))
         out = cfg.video_dir and os.path.dirname(os.path.abspath(cfg.video_dir)) or os.path.join(root, "shapes")
-        annotations = shapes.generate(out, (cfg.shapes_train_per_combination, 1, 1))
+        annotations = shapes.generate(out, (cfg.shapes_train_per_combination, 1, 1),
+                                      seed=cfg.shapes_seed)
         return datasets.load_custom(annotations, os.path.join(out, "videos"))
     if cfg.dataset == "msrvtt":
         return datasets.load_msrvtt(cfg.annotations, cfg.video_dir)
@@ -98,7 +99,8 @@ def _user_errors():
     from etenet_tf.training.checkpoints import CheckpointWriteError, NoCheckpointError
     from etenet_tf.training.loop import TrainingDivergedError
     from etenet_tf.training.stages import ModelDirError
-    usage = (flags_lib.FlagError, NoCheckpointError)
+    from etenet_tf.errors import UsageError
+    usage = (flags_lib.FlagError, NoCheckpointError, UsageError)
     other = (AnnotationError, PrepareError, EncoderWeightsError, ModelDirError,
              TrainingDivergedError, FileNotFoundError, CheckpointWriteError, ExportWriteError)
     return usage, other

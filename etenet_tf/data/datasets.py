@@ -40,6 +40,9 @@ class VideoExample:
         path: resolved path of the video file, or None if it was not found.
         problem: None, or why the video cannot be used (`missing`,
             `unsafe_id`).
+        attributes: None, or what is known to be in the clip:
+            `{attribute: value or [value, paraphrase, ...]}` (see
+            `etenet_tf.data.attributes`).
     """
 
     video_id: str
@@ -47,6 +50,7 @@ class VideoExample:
     captions: list
     path: str = None
     problem: str = None
+    attributes: dict = None
 
 
 def normalize_split(name, source):
@@ -256,7 +260,11 @@ def load_custom(path, video_dir):
 
     CSV needs a header with columns `video` and `caption` (optional `split`);
     JSONL needs objects with `video` and `caption` (a string or a list of
-    strings) and optional `split`. Several rows may name the same video.
+    strings), optional `split` and optional `attributes`: what is known to
+    be in the clip, `{name: value}` or `{name: [value, paraphrase, ...]}`,
+    e.g. `{"colour": "red", "direction": ["up", "upwards"]}`; evaluation
+    then reports how often captions name each value right. Several rows
+    may name the same video.
     `video` is a path relative to `video_dir`. Rows without a split go to
     `test` (captioning/evaluation data).
 
@@ -300,7 +308,23 @@ def load_custom(path, video_dir):
             raise AnnotationError(f"{path}: video {video!r} appears in splits {ex.split} and {split}")
         caption = row.get("caption")
         ex.captions.extend(caption if isinstance(caption, list) else [caption])
+        if row.get("attributes") is not None:
+            ex.attributes = dict(ex.attributes or {}, **_attributes(row["attributes"], path, n))
     return _finish(list(by_video.values()), video_dir)
+
+
+def _attributes(value, path, row):
+    """Checks an `attributes` object: names -> a string or a list of strings."""
+    if not isinstance(value, dict):
+        raise AnnotationError(f"{path}: row {row}: 'attributes' must be an object "
+                              "{name: value or [value, paraphrase, ...]}")
+    for name, given in value.items():
+        items = [given] if isinstance(given, str) else given
+        if not isinstance(items, list) or not items or \
+                not all(isinstance(i, str) and i.strip() for i in items):
+            raise AnnotationError(f"{path}: row {row}: attribute {name!r} must be a non-empty "
+                                  "string or list of strings")
+    return value
 
 
 def _natural_key(text):

@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 
+from etenet_tf.data import attributes as attributes_lib
 from etenet_tf.data import records
 from etenet_tf.data import video_decode
 from etenet_tf.files import write_json
@@ -60,7 +61,8 @@ def plan_shards(examples, videos_per_shard):
 def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
             vocabulary_builder, videos_per_shard=64, workers=None, strict=False,
             jpeg_quality=90, progress=None):
-    """Writes frame records, the vocabulary, `dataset.json` and the report.
+    """Writes frame records, the vocabulary, `dataset.json`, the report and,
+    when examples have attributes, `attributes.json`.
 
     Args:
         examples: `VideoExample`s from a dataset adapter.
@@ -146,6 +148,7 @@ def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
             undecodable.extend(problems)
             written[split] += len(shard) - len(problems)
 
+    attributes_lib.write(output_dir, [ex for ex in examples if ex.problem is None])
     train_captions = [c for ex in examples if ex.split == "train" and ex.problem != "unsafe_id"
                       for c in ex.captions]
     vocabulary = vocabulary_builder(train_captions)

@@ -8,8 +8,9 @@ writes byte-identical videos on every machine with the same FFmpeg.
 
 Layout written under `output_dir`:
     videos/<split>_<nnnn>.mp4   MPEG-4 Part 2 clips (FFmpeg's own encoder)
-    annotations.jsonl           {"video", "caption": [...], "split"} rows,
-                                read back with `datasets.load_custom`
+    annotations.jsonl           {"video", "caption": [...], "split",
+                                "attributes"} rows, read back with
+                                `datasets.load_custom`
 """
 
 import itertools
@@ -18,6 +19,8 @@ import os
 
 import av
 import numpy as np
+
+from etenet_tf.files import atomic_path, write_json
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -29,6 +32,13 @@ SHAPES = ("circle", "square", "triangle")
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 _DIRECTION_PHRASES = {
     "left": "to the left", "right": "to the right", "up": "upwards", "down": "downwards",
+}
+# How captions may name each direction (for attribute accuracy).
+DIRECTION_PARAPHRASES = {
+    "left": ["left", "to the left", "leftwards"],
+    "right": ["right", "to the right", "rightwards"],
+    "up": ["up", "upwards", "upward"],
+    "down": ["down", "downwards", "downward"],
 }
 _TEMPLATES = (
     "a {colour} {shape} moves {direction}",
@@ -46,6 +56,11 @@ def captions_for(colour, shape, direction):
         t.format(colour=colour, shape=shape, direction=direction, phrase=phrase)
         for t in _TEMPLATES
     ]
+
+
+def attributes_for(colour, shape, direction):
+    """What is in a clip, for attribute accuracy (`etenet_tf.data.attributes`)."""
+    return {"colour": colour, "shape": shape, "direction": DIRECTION_PARAPHRASES[direction]}
 
 
 def render_clip(colour, shape, direction, rng, num_frames=24, size=96):
@@ -95,8 +110,7 @@ def _shape_mask(shape, x, y, r):
 
 def write_clip(path, frames, fps=12):
     """Writes frames to an MPEG-4 file, atomically (temp file + rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}.mp4"
-    with av.open(tmp, mode="w") as container:
+    with atomic_path(path) as tmp, av.open(tmp, mode="w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
@@ -105,14 +119,17 @@ def write_clip(path, frames, fps=12):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
-    os.replace(tmp, path)
 
 
 def generate(output_dir, videos_per_combination=(5, 1, 1), num_frames=24, size=96, seed=1234):
     """Generates the dataset (skipping clips that already exist).
 
     Every (colour, shape, direction) combination appears in every split;
-    4 colours x 3 shapes x 4 directions = 48 combinations.
+    4 colours x 3 shapes x 4 directions = 48 combinations. Each clip has its
+    own random stream (seed, split, repetition, combination), so clips of
+    another `seed` share no position, size or noise with these.
+    `generation.json` records the settings; clips made with other settings
+    are deleted and made again.
 
     Args:
         output_dir: where `videos/` and `annotations.jsonl` go.
@@ -126,6 +143,15 @@ def generate(output_dir, videos_per_combination=(5, 1, 1), num_frames=24, size=9
     """
     video_dir = os.path.join(output_dir, "videos")
     os.makedirs(video_dir, exist_ok=True)
+    settings = {"videos_per_combination": list(videos_per_combination),
+                "num_frames": num_frames, "size": size, "seed": seed}
+    settings_path = os.path.join(output_dir, "generation.json")
+    if os.path.isfile(settings_path):
+        with open(settings_path, encoding="utf-8") as f:
+            if json.load(f) != settings:
+                for name in os.listdir(video_dir):
+                    os.remove(os.path.join(video_dir, name))
+    write_json(settings_path, settings)
     combos = list(itertools.product(COLOURS, SHAPES, DIRECTIONS))
     rows = []
     for split_no, (split, per_combo) in enumerate(zip(("train", "val", "test"), videos_per_combination)):
@@ -142,11 +168,10 @@ def generate(output_dir, videos_per_combination=(5, 1, 1), num_frames=24, size=9
                     "video": name,
                     "caption": captions_for(colour, shape, direction),
                     "split": split,
+                    "attributes": attributes_for(colour, shape, direction),
                 })
     annotations = os.path.join(output_dir, "annotations.jsonl")
-    tmp = annotations + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(annotations) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
-    os.replace(tmp, annotations)
     return annotations

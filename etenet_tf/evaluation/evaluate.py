@@ -1,10 +1,14 @@
-"""`--stage=evaluate`: caption a split with beam search and score it."""
+"""`--stage=evaluate`: caption a split with beam search and score it with
+BLEU/METEOR/ROUGE-L/CIDEr-D and, when the records have known attributes,
+attribute accuracy (`acc_<attribute>`, `acc_all`)."""
 
 import os
 
+from etenet_tf.data import attributes as attributes_data
 from etenet_tf.data import pipeline
 from etenet_tf.data import prepare as prepare_lib
 from etenet_tf.data import records
+from etenet_tf.evaluation import attributes as attributes_lib
 from etenet_tf.evaluation import metrics as metrics_lib
 from etenet_tf.evaluation import predict
 from etenet_tf.files import write_json
@@ -22,6 +26,9 @@ def evaluate_stage(cfg, stage, files, image_size):
     )
     scored = {k: v for k, v in references.items() if v}
     scores = metrics_lib.score(scored, {k: predictions[k] for k in scored}) if scored else {}
+    truth, spec = attributes_data.load(cfg.records_dir)
+    if truth:
+        scores.update(attributes_lib.accuracy(predictions, truth, spec))
     out = os.path.join(cfg.model_dir, "evaluation")
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, f"{stage}_{cfg.split}_predictions.json"), predictions)

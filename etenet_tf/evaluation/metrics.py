@@ -133,7 +133,12 @@ def _timed(timings, name):
 
 
 def format_table(rows, metrics=METRICS):
-    """Plain-text table: rows = [(name, scores dict)]."""
+    """Plain-text table: rows = [(name, scores dict)]; attribute accuracies
+    (`acc_*` keys) in any row are added as columns after `metrics`."""
+    extra = []
+    for _, scores in rows:
+        extra += [k for k in scores if k.startswith("acc_") and k not in extra]
+    metrics = tuple(metrics) + tuple(extra)
     head = ["".ljust(12)] + [m.rjust(9) for m in metrics]
     lines = [" ".join(head)]
     for name, scores in rows:
