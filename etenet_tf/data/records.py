@@ -3,7 +3,8 @@
 Two record kinds share the keys `video_id` and `captions` (all references):
 - frame records (written by `prepare`): `frames` = list of JPEG bytes;
 - feature records (the pretrain cache): `features` = raw float32 bytes of
-  `[frames, dim]`, with `feature_shape`.
+  the encoder's output for one clip (`[frames, grid, grid, channels]`),
+  with `feature_shape`.
 
 Shards are named `<split>-<i>-of-<n>.tfrecord`. A shard is written to a
 temporary name and renamed when complete, so a file with a final name is
@@ -75,7 +76,7 @@ def frames_example(video_id, jpeg_frames, captions):
 
 
 def features_example(video_id, features, captions):
-    """Serialized feature record; `features` is float32 `[frames, dim]`."""
+    """Serialized feature record; `features` is float32 `[T, G, G, C]`."""
     features = np.asarray(features, np.float32)
     return tf.train.Example(features=tf.train.Features(feature={
         "video_id": _bytes_list(_utf8([video_id])),
@@ -95,7 +96,7 @@ FRAMES_SPEC = dict(_COMMON_SPEC, frames=tf.io.VarLenFeature(tf.string))
 FEATURES_SPEC = dict(
     _COMMON_SPEC,
     features=tf.io.FixedLenFeature([], tf.string),
-    feature_shape=tf.io.FixedLenFeature([2], tf.int64),
+    feature_shape=tf.io.VarLenFeature(tf.int64),
 )
 
 
@@ -110,9 +111,11 @@ def parse_frames(serialized):
 
 
 def parse_features(serialized):
-    """-> dict(video_id, features float32 [T, D], captions [R])."""
+    """-> dict(video_id, features float32 [T, G, G, C], captions [R])."""
     ex = tf.io.parse_single_example(serialized, FEATURES_SPEC)
-    features = tf.reshape(tf.io.decode_raw(ex["features"], tf.float32), ex["feature_shape"])
+    shape = tf.sparse.to_dense(ex["feature_shape"])
+    features = tf.reshape(tf.io.decode_raw(ex["features"], tf.float32), shape)
+    features = tf.ensure_shape(features, [None, None, None, None])
     return {
         "video_id": ex["video_id"],
         "features": features,

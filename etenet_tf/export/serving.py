@@ -13,7 +13,9 @@ own op set runs it):
   -> `captions` string `[batch]`, `scores` float32 `[batch]`.
 - `serving_frames`: `frames` float32 `[batch, frames, height, width, 3]`
   (RGB, 0-255, any size) -> the same outputs.
-Frames are resized to the model's input size in the graph; the encoder,
+Frames are resized to the model's input size in the graph, and a model
+trained on T frames per clip (any grid or temporal option) takes T frames
+spread uniformly over the frames sent, as `prepare` samples them; the encoder,
 beam search and detokenisation all run inside. A wrong dtype or rank, a
 last dimension other than 3, zero frames, more than `max_frames` frames,
 or bytes that are not JPEG fail with InvalidArgument and a message saying
@@ -44,6 +46,16 @@ def _resize(frames, size):
                    lambda: tf.image.resize(frames, [size, size]))
 
 
+def resample_frames(frames, num_frames):
+    """Picks `num_frames` of `frames` `[B, F, ...]` along axis 1, spread
+    uniformly as `video_decode.sample_indices` does (frame `j` is
+    `floor((j + 0.5) * F / num_frames)`; frames repeat when `F` is smaller)."""
+    count = tf.shape(frames)[1]
+    positions = (tf.range(num_frames, dtype=tf.float64) + 0.5) * tf.cast(count, tf.float64)
+    index = tf.minimum(tf.cast(positions / num_frames, tf.int32), count - 1)
+    return tf.gather(frames, index, axis=1)
+
+
 def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
     """A `keras.export.ExportArchive` with both serving signatures."""
     size = model.image_size
@@ -68,6 +80,9 @@ def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
         frames_jpeg = tf.ensure_shape(frames_jpeg, [None, None], name="frames_jpeg")
         batch, num_frames = tf.shape(frames_jpeg)[0], tf.shape(frames_jpeg)[1]
         with tf.control_dependencies(check_frames(num_frames)):
+            if model.num_frames:  # decode only the frames the model uses
+                frames_jpeg = resample_frames(frames_jpeg, model.num_frames)
+                num_frames = tf.shape(frames_jpeg)[1]
             flat = tf.reshape(frames_jpeg, [-1])
         images = tf.map_fn(
             lambda b: _resize(tf.cast(tf.io.decode_jpeg(b, channels=3), tf.float32)[None], size)[0],
@@ -78,8 +93,10 @@ def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
     @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="frames")])
     def serve_frames(frames):
         frames = tf.ensure_shape(frames, [None, None, None, None, 3], name="frames")
-        shape = tf.shape(frames)
-        with tf.control_dependencies(check_frames(shape[1])):
+        with tf.control_dependencies(check_frames(tf.shape(frames)[1])):
+            if model.num_frames:
+                frames = resample_frames(frames, model.num_frames)
+            shape = tf.shape(frames)
             flat = tf.reshape(frames, [-1, shape[2], shape[3], 3])
         images = _resize(flat, size)
         return caption(tf.reshape(images, [shape[0], shape[1], size, size, 3]))

@@ -1,11 +1,11 @@
-"""EtENet: per-frame CNN encoder + soft-attention LSTM decoder."""
+"""EtENet: per-frame CNN encoder + (optional) spatio-temporal context +
+soft-attention LSTM decoder, composed into one Keras model."""
 
 import keras
 import tensorflow as tf
+from keras import ops
 
 from etenet_tf.model import decoding
-from etenet_tf.model.attention_lstm import SoftAttentionLSTM
-from etenet_tf.model.encoder import FrameEncoder
 from etenet_tf.text import vocabulary as vocab_lib
 
 
@@ -15,68 +15,90 @@ class EtENetCaptioner(keras.Model):
 
     Inputs are a dict with `tokens` (teacher-forcing input ids `[B, L]`)
     and either `frames` (`[B, T, S, S, 3]` RGB in [0, 255]) or `features`
-    (`[B, T, D]`, the encoder's output, e.g. from the pretrain cache). The
-    output is next-word logits `[B, L, V]`, so `fit` with `CaptionLoss`
-    trains it by teacher forcing. The vocabulary is part of the config, so
-    a saved `.keras` file captions videos on its own.
+    (`[B, T, G, G, C]`, the encoder's output, e.g. from the pretrain
+    cache). The output is next-word logits `[B, L, V]`, so `fit` with
+    `CaptionLoss` trains it by teacher forcing.
+
+    The parts are given, not named, the way keras-hub tasks take their
+    backbone: `get_config` serialises each part, so a saved `.keras` file
+    (vocabulary included) captions videos on its own. See
+    `etenet_tf.model.config.build_captioner` for building one from options.
 
     Args:
+        encoder: a `FrameEncoder` (frames -> `[B, T, G, G, C]` grids).
+        decoder: a `SoftAttentionLSTM` over memory tokens.
         vocabulary: list of tokens, starting with the special tokens.
-        encoder_name: a key of `etenet_tf.model.encoder.ENCODERS`.
-        image_size: side of the input frames.
-        embedding_dim: word embedding size.
-        hidden_dim: LSTM state size.
-        attention_dim: attention MLP size.
-        dropout: decoder dropout rate.
-        encoder_weights: `"imagenet"`, `"none"`/None or a weights file, for
-            a newly built model (not stored: saved models carry weights).
+        context: None (the paper: one token per frame, the encoder's
+            pooled vector) or a `SpatioTemporalContext`.
+        num_frames: frames per clip the model was trained on, or None if
+            any number works (the paper's order-free attention). Inputs
+            with another frame count are resampled in the serving graph.
     """
 
-    def __init__(self, vocabulary, encoder_name="inception_v3", image_size=299,
-                 embedding_dim=256, hidden_dim=512, attention_dim=256, dropout=0.5,
-                 encoder_weights=None, **kwargs):
+    def __init__(self, encoder, decoder, vocabulary, context=None, num_frames=None, **kwargs):
         super().__init__(**kwargs)
         self.vocabulary = list(vocab_lib.Vocabulary(vocabulary).tokens)
-        self.encoder_name = encoder_name
-        self.image_size = image_size
-        self.embedding_dim = embedding_dim
-        self.hidden_dim = hidden_dim
-        self.attention_dim = attention_dim
-        self.dropout = dropout
-        self.encoder_weights = encoder_weights
-        self.encoder = FrameEncoder(
-            encoder_name, image_size, encoder_weights, name="frame_encoder"
-        )
-        self.decoder = SoftAttentionLSTM(
-            len(self.vocabulary), embedding_dim, hidden_dim, attention_dim, dropout,
-            name="attention_lstm",
-        )
+        if decoder.vocabulary_size != len(self.vocabulary):
+            raise ValueError(f"the decoder has {decoder.vocabulary_size} outputs but the "
+                             f"vocabulary {len(self.vocabulary)} tokens")
+        if context is not None and num_frames != context.num_frames:
+            raise ValueError(f"num_frames={num_frames} differs from the context layer's "
+                             f"{context.num_frames}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.context = context
+        self.num_frames = num_frames
         self.build()
 
     def build(self, input_shape=None):
-        self.encoder.build((None, None, self.image_size, self.image_size, 3))
-        self.decoder.build((None, None, self.encoder.output_dim), (None, None))
+        # parts deserialised from a saved config may arrive built
+        size, grid = self.encoder.image_size, self.encoder.spatial_grid
+        if not self.encoder.built:
+            self.encoder.build((None, self.num_frames, size, size, 3))
+        features = (None, self.num_frames, grid, grid, self.encoder.output_dim)
+        memory = (None, None, self.encoder.output_dim)
+        if self.context is not None:
+            if not self.context.built:
+                self.context.build(features)
+            memory = self.context.compute_output_shape(features)
+        if not self.decoder.built:
+            self.decoder.build(memory, (None, None))
         self.built = True
 
     @property
-    def feature_dim(self):
-        return self.encoder.output_dim
+    def image_size(self):
+        return self.encoder.image_size
+
+    @property
+    def feature_shape(self):
+        """Shape of one clip's encoder output `(T or None, G, G, C)`."""
+        grid = self.encoder.spatial_grid
+        return (self.num_frames, grid, grid, self.encoder.output_dim)
+
+    def memory(self, features):
+        """Attention memory `[B, N, D]` from encoder features `[B, T, G, G, C]`."""
+        if self.context is not None:
+            return self.context(features)
+        # the paper: one token per frame and cell, the encoder's own features
+        channels = self.encoder.output_dim
+        return ops.reshape(features, (ops.shape(features)[0], -1, channels))
 
     def call(self, inputs, training=False):
         if "features" in inputs:
             features = inputs["features"]
         else:
             features = self.encoder(inputs["frames"], training=training)
-        return self.decoder(features, inputs["tokens"], training=training)
+        return self.decoder(self.memory(features), inputs["tokens"], training=training)
 
     def encode(self, frames):
-        """Frame features `[B, T, D]` (inference mode)."""
+        """Frame features `[B, T, G, G, C]` (inference mode)."""
         return self.encoder(frames, training=False)
 
     def generate(self, features, beam_size=5, max_length=20, length_penalty=0.6):
-        """Token ids, scores and attention from features; see `decoding`."""
+        """Token ids, scores and attention `[B, L, T*G*G]` from features;
+        see `decoding`."""
         return decoding.beam_search(
-            self.decoder, features, beam_size=beam_size, max_length=max_length,
+            self.decoder, self.memory(features), beam_size=beam_size, max_length=max_length,
             length_penalty=length_penalty,
         )
 
@@ -94,14 +116,18 @@ class EtENetCaptioner(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({
+            "encoder": keras.layers.serialize(self.encoder),
+            "decoder": keras.layers.serialize(self.decoder),
+            "context": None if self.context is None else keras.layers.serialize(self.context),
             "vocabulary": self.vocabulary,
-            "encoder_name": self.encoder_name,
-            "image_size": self.image_size,
-            "embedding_dim": self.embedding_dim,
-            "hidden_dim": self.hidden_dim,
-            "attention_dim": self.attention_dim,
-            "dropout": self.dropout,
-            # weights are saved with the model; never re-read a file on load
-            "encoder_weights": None,
+            "num_frames": self.num_frames,
         })
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in ("encoder", "decoder", "context"):
+            if isinstance(config.get(name), dict):
+                config[name] = keras.layers.deserialize(config[name])
+        return cls(**config)

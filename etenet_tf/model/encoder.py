@@ -11,7 +11,9 @@ import os
 import re
 
 import keras
+import numpy as np
 from keras import ops
+from keras.applications import imagenet_utils
 
 _WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
 
@@ -27,6 +29,9 @@ class EncoderSpec:
         weights_url: where Keras downloads that file from.
         min_image_size: smallest input side the architecture accepts.
         block_end_pattern: regex matching the layers that end a block.
+        preprocessing: `keras.applications.imagenet_utils.preprocess_input`
+            mode the ImageNet weights expect (`"tf"`: [-1, 1], `"torch"`,
+            `"caffe"`), or `"none"` for networks that rescale inside.
     """
 
     constructor: object
@@ -34,6 +39,7 @@ class EncoderSpec:
     weights_url: str
     min_image_size: int
     block_end_pattern: str
+    preprocessing: str = "tf"
 
 
 ENCODERS = {
@@ -108,59 +114,160 @@ def resolve_weights(encoder_name, weights):
     return weights
 
 
+def _pooling_matrix(size, cells):
+    """`[cells, size]` averaging weights of adaptive average pooling: cell
+    `i` averages rows `floor(i * size / cells)` .. `ceil((i + 1) * size / cells) - 1`
+    (as torch's AdaptiveAvgPool does), so every row is used and cells may overlap
+    by one row when `size` is not a multiple of `cells`."""
+    weights = np.zeros((cells, size), np.float32)
+    for i in range(cells):
+        lo, hi = (i * size) // cells, -(-((i + 1) * size) // cells)
+        weights[i, lo:hi] = 1.0 / (hi - lo)
+    return weights
+
+
+class EncoderOptionError(ValueError):
+    """An encoder option the chosen backbone cannot give (grid too large,
+    unknown feature layer, image too small)."""
+
+
+def build_backbone(encoder_name, image_size, feature_layer=None, weights=None):
+    """The keras.applications backbone without its top, cut at `feature_layer`.
+
+    Args:
+        encoder_name: a key of `ENCODERS`.
+        image_size: input side in pixels.
+        feature_layer: name of the layer whose output is the feature map
+            (None: the backbone's last layer).
+        weights: None or a weights file (see `resolve_weights`).
+
+    Returns:
+        A functional `keras.Model` mapping `[N, S, S, 3]` to `[N, H, W, C]`.
+
+    Raises:
+        EncoderOptionError: `feature_layer` is not a layer of the backbone.
+    """
+    spec = get_spec(encoder_name)
+    backbone = spec.constructor(include_top=False, weights=weights,
+                                input_shape=(image_size, image_size, 3))
+    if not feature_layer:
+        return backbone
+    try:
+        layer = backbone.get_layer(feature_layer)
+    except ValueError:
+        ends = [l.name for l in backbone.layers if re.match(spec.block_end_pattern, l.name)]
+        raise EncoderOptionError(
+            f"{encoder_name} has no layer {feature_layer!r}; block outputs are "
+            f"{', '.join(ends)}") from None
+    return keras.Model(backbone.input, layer.output, name=f"{backbone.name}_to_{feature_layer}")
+
+
+def feature_map_size(encoder_name, image_size, feature_layer=None):
+    """`(height, width, channels)` of the encoder's feature map for frames of
+    `image_size` pixels (builds the backbone without weights)."""
+    return tuple(build_backbone(encoder_name, image_size, feature_layer).output_shape[1:])
+
+
+def check_options(encoder_name, image_size, spatial_grid=1, feature_layer=None):
+    """Raises `EncoderOptionError` with a one-line reason when the backbone
+    cannot give a `spatial_grid` x `spatial_grid` grid at this size."""
+    spec = get_spec(encoder_name)
+    if image_size < spec.min_image_size:
+        raise EncoderOptionError(f"image size {image_size} is below the {encoder_name} minimum "
+                                 f"of {spec.min_image_size}")
+    if spatial_grid < 1:
+        raise EncoderOptionError(f"spatial grid {spatial_grid} must be >= 1")
+    height, width, _ = feature_map_size(encoder_name, image_size, feature_layer)
+    if spatial_grid > min(height, width):
+        raise EncoderOptionError(
+            f"spatial grid {spatial_grid} is larger than the {height}x{width} feature map of "
+            f"{encoder_name} ({feature_layer or 'last layer'}) at {image_size} px: use a grid "
+            f"<= {min(height, width)}, a larger image size or an earlier feature layer")
+
+
 @keras.saving.register_keras_serializable(package="etenet_tf")
 class FrameEncoder(keras.layers.Layer):
-    """Applies an ImageNet CNN to every frame and pools each frame spatially.
+    """Applies an ImageNet CNN to every frame and pools each frame to a grid.
 
     Input: frames `[batch, frames, size, size, 3]`, RGB in [0, 255] (any
-    dtype). Preprocessing (scaling to [-1, 1], as both Inception networks
-    expect) happens inside, so the exported model takes raw pixels. The
-    backbone always runs with `training=False`: BatchNorm uses its moving
-    statistics, also when fine-tuned, as is usual with small video batches.
+    dtype). Preprocessing (the backbone's own ImageNet normalisation, see
+    `EncoderSpec.preprocessing`) happens inside, so the exported model
+    takes raw pixels. The backbone always runs with `training=False`:
+    BatchNorm uses its moving statistics, also when fine-tuned, as is
+    usual with small video batches.
+
+    Output: `[batch, frames, grid, grid, channels]`. With `spatial_grid=1`
+    each frame is one global-average-pooled vector (the paper's EtENet);
+    with `N > 1` the feature map is average-pooled to N x N cells, so
+    where things are in the frame is kept.
 
     Args:
         encoder_name: a key of `ENCODERS`.
         image_size: side of the input frames.
+        spatial_grid: cells per side of the pooled feature grid.
+        feature_layer: backbone layer whose output is pooled (None: the
+            last one). An earlier layer has a larger map at small sizes
+            (InceptionV3 at 75 px: `mixed7` is 3x3, the last layer 1x1)
+            and costs less to run.
         encoder_weights: `"imagenet"`, `"none"`/None, or a weights file; used
             only when the layer is first built (a saved model carries its
             own weights, so `get_config` records None).
     """
 
-    def __init__(self, encoder_name="inception_v3", image_size=299, encoder_weights=None,
-                 **kwargs):
+    def __init__(self, encoder_name="inception_v3", image_size=299, spatial_grid=1,
+                 feature_layer=None, encoder_weights=None, **kwargs):
         super().__init__(**kwargs)
         spec = get_spec(encoder_name)
         if image_size < spec.min_image_size:
-            raise ValueError(
+            raise EncoderOptionError(
                 f"image size {image_size} is below the {encoder_name} minimum of "
                 f"{spec.min_image_size}"
             )
         self.encoder_name = encoder_name
         self.image_size = image_size
+        self.spatial_grid = spatial_grid
+        self.feature_layer = feature_layer or None
         self.encoder_weights = encoder_weights
 
     def build(self, input_shape=None):
-        self.backbone = get_spec(self.encoder_name).constructor(
-            include_top=False,
-            weights=resolve_weights(self.encoder_name, self.encoder_weights),
-            input_shape=(self.image_size, self.image_size, 3),
-            pooling="avg",
-        )
+        self.backbone = build_backbone(
+            self.encoder_name, self.image_size, self.feature_layer,
+            resolve_weights(self.encoder_name, self.encoder_weights))
+        height, width, _ = self.backbone.output_shape[1:]
+        if self.spatial_grid > min(height, width):
+            check_options(self.encoder_name, self.image_size, self.spatial_grid,
+                          self.feature_layer)
+        # adaptive average pooling as two small constant matrices
+        self._pool_rows = _pooling_matrix(height, self.spatial_grid)
+        self._pool_cols = _pooling_matrix(width, self.spatial_grid)
         self.built = True
 
     @property
     def output_dim(self):
         return self.backbone.output_shape[-1]
 
+    def _preprocess(self, frames):
+        x = ops.cast(frames, self.compute_dtype)
+        mode = get_spec(self.encoder_name).preprocessing
+        if mode == "none":
+            return x
+        return imagenet_utils.preprocess_input(x, mode=mode)
+
+    def _pool(self, feature_maps):
+        """`[N, H, W, C]` -> `[N, grid, grid, C]` (adaptive average pooling)."""
+        rows = ops.cast(self._pool_rows, feature_maps.dtype)
+        cols = ops.cast(self._pool_cols, feature_maps.dtype)
+        return ops.einsum("gh,nhwc,kw->ngkc", rows, feature_maps, cols)
+
     def call(self, frames):
         shape = ops.shape(frames)
-        x = ops.cast(frames, self.compute_dtype) / 127.5 - 1.0
-        x = ops.reshape(x, (-1, self.image_size, self.image_size, 3))
-        features = self.backbone(x, training=False)
-        return ops.reshape(features, (shape[0], shape[1], self.output_dim))
+        x = ops.reshape(self._preprocess(frames), (-1, self.image_size, self.image_size, 3))
+        grid = self._pool(self.backbone(x, training=False))
+        return ops.reshape(grid, (shape[0], shape[1], self.spatial_grid, self.spatial_grid,
+                                  self.output_dim))
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:2]) + (self.output_dim,)
+        return tuple(input_shape[:2]) + (self.spatial_grid, self.spatial_grid, self.output_dim)
 
     def set_trainable_blocks(self, num_blocks):
         """Freezes the backbone except its top `num_blocks` blocks.
@@ -198,7 +305,8 @@ class FrameEncoder(keras.layers.Layer):
         Returns:
             Number of batches used.
         """
-        norms = [l for l in self.backbone._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+        norms = [l for l in self.backbone._flatten_layers()
+                 if isinstance(l, keras.layers.BatchNormalization)]
         saved = [(n.momentum, n.trainable) for n in norms]
         count = 0
         try:
@@ -208,8 +316,9 @@ class FrameEncoder(keras.layers.Layer):
                     # a frozen Keras BatchNorm ignores training=True
                     n.trainable = True
                     n.momentum = (count - 1) / count
-                x = ops.cast(frames, self.compute_dtype) / 127.5 - 1.0
-                self.backbone(ops.reshape(x, (-1, self.image_size, self.image_size, 3)), training=True)
+                x = ops.reshape(self._preprocess(frames),
+                                (-1, self.image_size, self.image_size, 3))
+                self.backbone(x, training=True)
         finally:
             for n, (momentum, trainable) in zip(norms, saved):
                 n.momentum, n.trainable = momentum, trainable
@@ -220,6 +329,8 @@ class FrameEncoder(keras.layers.Layer):
         config.update({
             "encoder_name": self.encoder_name,
             "image_size": self.image_size,
+            "spatial_grid": self.spatial_grid,
+            "feature_layer": self.feature_layer,
             # the weights travel with the saved model, not as a file path
             "encoder_weights": None,
         })

@@ -6,7 +6,7 @@ feature records (`records.features_example`) under
 `<model_dir>/features/`, and pretrain reads those.
 
 `cache.json` records what the features came from (encoder, image size,
-records, and a fingerprint of the encoder weights); a cache that does not
+grid, feature layer, records, and a fingerprint of the encoder weights); a cache that does not
 match is rebuilt, so changing the encoder can never train on stale
 features. Shards are written atomically, so an interrupted build resumes.
 """
@@ -47,9 +47,12 @@ def build_cache(model, records_dir, cache_dir, splits, *, batch_size=32, image_s
     Returns:
         True if features were computed, False if the cache was reused.
     """
+    encoder = model.encoder
     meta = {
-        "encoder": model.encoder_name,
-        "image_size": model.image_size,
+        "encoder": encoder.encoder_name,
+        "image_size": encoder.image_size,
+        "spatial_grid": encoder.spatial_grid,
+        "feature_layer": encoder.feature_layer,
         "records_dir": os.path.abspath(records_dir),
         "fingerprint": encoder_fingerprint(model.encoder),
         "splits": sorted(splits),
