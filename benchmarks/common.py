@@ -12,7 +12,7 @@ import tensorflow as tf
 from etenet_tf.cli import flags
 from etenet_tf.data import prepare as prepare_lib
 from etenet_tf.data import records
-from etenet_tf.model.captioner import EtENetCaptioner
+from etenet_tf.model.config import ModelConfig, build_captioner
 from etenet_tf.text import tokenizer as tokenizer_lib
 from etenet_tf.training import stages
 
@@ -119,10 +119,12 @@ class ShapesData:
         return self.info["splits"][split]["videos"]
 
 
-def build_model(vocabulary_tokens, image_size, **sizes):
-    """The captioner with the package's default layer sizes and a
-    randomly initialised InceptionV3 (ImageNet weights cannot be fetched
-    here; throughput does not depend on the weights' values)."""
+def build_model(vocabulary_tokens, image_size, num_frames=8, **options):
+    """The captioner with the package's default layer sizes (or `options`,
+    any `ModelConfig` field) and a randomly initialised InceptionV3
+    (ImageNet weights cannot be fetched here; throughput does not depend
+    on the weights' values)."""
     keras.utils.set_random_seed(0)
-    return EtENetCaptioner(vocabulary_tokens, "inception_v3", image_size,
-                           encoder_weights=None, **sizes)
+    config = ModelConfig(encoder="inception_v3", image_size=image_size, num_frames=num_frames,
+                         **options)
+    return build_captioner(config, vocabulary_tokens, encoder_weights=None)

@@ -17,8 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from benchmarks import (caption_throughput, common, finetune_compute, prepare_decode,  # noqa: E402
-                        pretrain_cache, scoring)
+from benchmarks import (caption_throughput, common, finetune_compute, grid_cost,  # noqa: E402
+                        prepare_decode, pretrain_cache, scoring)
 from etenet_tf.files import write_json  # noqa: E402
 
 BENCHMARKS = {
@@ -27,6 +27,7 @@ BENCHMARKS = {
     "caption": caption_throughput,         # 4
     "decode": prepare_decode,              # 5
     "scoring": scoring,                    # 6
+    "grid_cost": grid_cost,                # 7
 }
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,6 +69,11 @@ def parse(argv):
     p.add_argument("--beam_size", type=int, default=5)
     p.add_argument("--max_length", type=int, default=20)
     p.add_argument("--vocabulary_size", type=int, default=10000)
+    p.add_argument("--grid_image_size", type=int, default=299,
+                   help="grid cost benchmark: frame side (InceptionV3's final map is 8x8 at 299)")
+    p.add_argument("--grid_frames", type=int, default=16, help="grid cost benchmark: frames/clip")
+    p.add_argument("--grids", default="1,2,4,8", help="grid cost benchmark: grids to compare "
+                   "(the first is the baseline)")
     p.add_argument("--mixed_precision", choices=("none", "bfloat16"), default="none")
     args = p.parse_args(argv)
     unknown = set(args.only.split(",")) - set(BENCHMARKS)

@@ -18,6 +18,7 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
         "--frames=2", "--image_size=75", "--pretrain_image_size=75", "--batch_size=4",
         "--train_per_combination=1", "--caption_image_size=75", "--caption_batch=1",
         "--beam_size=2", "--max_length=3", "--vocabulary_size=50",
+        "--grid_image_size=139", "--grid_frames=2", "--grids=1,3",  # 3x3 final map at 139 px
     ])
     report = json.loads(output.read_text())
     assert report["machine"]["cores"] >= 1 and report["machine"]["tensorflow"]
@@ -37,5 +38,13 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
     # InceptionV3 at 75 px: about 0.35 GFLOP per frame forward (5.7 at 299)
     assert 0.2 < details["encoder_forward_gflop_per_frame"] < 0.6
     assert by_name["decode"][0]["details"]["videos"] >= 4
+    grids = by_name["grid_cost"][0]["details"]["grids"]
+    # 2 frames x 3 x 3 cells x 2048 float32 channels, and the same per cell for grid 1
+    assert grids["grid 3"]["memory_tokens"] == 18 and grids["grid 1"]["memory_tokens"] == 2
+    for grid in (1, 3):  # the float32 features plus under 2 KB of id and captions per clip
+        floats_mb = 2 * grid * grid * 2048 * 4 / 1e3
+        assert floats_mb < grids[f"grid {grid}"]["cache_mb_per_1000_clips"] < floats_mb + 2
+    assert set(by_name["grid_cost"][0]["details"]["temporal"]) == {
+        f"grid {g}, {t}" for g in (1, 3) for t in ("none", "position", "conv", "gru")}
     table = capsys.readouterr().out
     assert "pretrain epoch: cached features vs frozen encoder" in table and "skipped:" in table

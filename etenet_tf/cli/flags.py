@@ -34,6 +34,8 @@ def define_flags():
     d.DEFINE_integer("min_word_count", 2, "Words rarer than this in train captions -> <unk>.")
     d.DEFINE_integer("shapes_train_per_combination", 5,
                      "shapes: train clips per (colour, shape, direction).")
+    d.DEFINE_integer("shapes_seed", 1234, "shapes: generation seed (another seed renders clips "
+                     "that share nothing with the default ones, e.g. to test on unseen clips).")
     # model
     d.DEFINE_string("model_dir", "runs/shapes/model", "Checkpoints, logs and results.")
     d.DEFINE_string("encoder", "inception_v3", "keras.applications encoder: inception_v3 or "
@@ -45,6 +47,17 @@ def define_flags():
                   "(auto: only with --encoder_weights=none).")
     d.DEFINE_integer("calibration_batches", 8, "Batches used for BatchNorm calibration.")
     d.DEFINE_integer("calibration_batch_size", 8, "Videos per calibration batch.")
+    d.DEFINE_integer("spatial_grid", 1, "Cells per side of each frame's feature grid: 1 pools "
+                     "each frame to one vector (the paper); N keeps N x N cells with position "
+                     "embeddings, and attention runs over frames x cells.")
+    d.DEFINE_string("feature_layer", "", "Encoder layer pooled into the grid (empty: the last; "
+                    "e.g. mixed7 for InceptionV3, 3x3 at 75 px).")
+    d.DEFINE_enum("temporal", "none", ["none", "position", "conv", "gru"],
+                  "Frame order in the model: none (the paper: order-free attention), position "
+                  "(frame-index embedding) or conv (embedding + 3-D convolution over frames and "
+                  "cells for local motion).")
+    d.DEFINE_integer("context_dim", 256, "Memory token size after projection when a grid or "
+                     "temporal option is on (0: keep the encoder's channels; conv needs > 0).")
     d.DEFINE_integer("embedding_dim", 256, "Word embedding size.")
     d.DEFINE_integer("hidden_dim", 512, "LSTM size.")
     d.DEFINE_integer("attention_dim", 256, "Attention MLP size.")
@@ -64,6 +77,8 @@ def define_flags():
     d.DEFINE_float("encoder_learning_rate", 1e-5, "Encoder learning rate in finetune (Adam).")
     d.DEFINE_integer("finetune_blocks", -1, "Encoder blocks unfrozen in finetune: -1 = all, "
                      "N = top N.")
+    d.DEFINE_enum("lr_schedule", "constant", ["constant", "cosine"],
+                  "Learning rates per stage: constant, or cosine decay to 10% over the stage.")
     d.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the caption loss.")
     d.DEFINE_float("clip_norm", 5.0, "Global gradient norm clip.")
     d.DEFINE_integer("gradient_accumulation_steps", 1, "Batches per optimizer update.")
@@ -89,6 +104,10 @@ def define_flags():
     d.DEFINE_integer("max_serving_frames", 64, "Most frames a serving request may send.")
 
 
+# stages that build a model from the model flags (later stages read model_config.json)
+_TRAINING_STAGES = ("pretrain", "all")
+
+
 class FlagError(Exception):
     """A flag value is unusable; the message says which and why."""
 
@@ -107,6 +126,17 @@ def validate(cfg):
     if cfg.image_size < minimum:
         raise FlagError(f"--image_size={cfg.image_size} is below the {cfg.encoder} minimum "
                         f"of {minimum}")
+    if cfg.spatial_grid < 1:
+        raise FlagError(f"--spatial_grid={cfg.spatial_grid} must be >= 1")
+    if cfg.temporal == "conv" and cfg.context_dim < 1 and cfg.stage in _TRAINING_STAGES:
+        raise FlagError("--temporal=conv needs --context_dim > 0 (the 3-D convolution runs "
+                        "on projected features)")
+    if cfg.stage in _TRAINING_STAGES and (cfg.spatial_grid > 1 or cfg.feature_layer):
+        try:
+            encoder_lib.check_options(cfg.encoder, cfg.image_size, cfg.spatial_grid,
+                                      cfg.feature_layer)
+        except encoder_lib.EncoderOptionError as e:
+            raise FlagError(f"{e} (--spatial_grid / --feature_layer / --image_size)") from None
     for name in ("batch_size", "eval_batch_size", "videos_per_shard", "beam_size",
                  "max_decode_length", "gradient_accumulation_steps", "calibration_batches"):
         if getattr(cfg, name) < 1:

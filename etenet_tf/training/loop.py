@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from etenet_tf.data import pipeline
 from etenet_tf.evaluation import attention_image
+from etenet_tf.evaluation import attributes as attributes_lib
 from etenet_tf.evaluation import metrics as metrics_lib
 from etenet_tf.evaluation import predict
 from etenet_tf.model.losses import CaptionLoss
@@ -31,8 +32,20 @@ from etenet_tf.training import checkpoints as checkpoints_lib
 from etenet_tf.training import strategy as strategy_lib
 
 
+# what `make_validator` scores without Java (plus acc_* with attributes)
+VALIDATION_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr")
+
+
 class TrainingDivergedError(Exception):
     """The loss became NaN or infinite."""
+
+
+def _schedule(learning_rate, decay_steps):
+    """A constant rate, or a cosine decay to 10% over `decay_steps` updates
+    (the optimizer's own iteration count drives it, so it resumes exactly)."""
+    if not decay_steps:
+        return learning_rate
+    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.1)
 
 
 class Trainer:
@@ -52,6 +65,9 @@ class Trainer:
         gradient_accumulation_steps: optimizer steps accumulate this many
             batches (Keras optimizers' built-in accumulation).
         checkpoint_every_steps: resume checkpoint interval (0: per epoch).
+        decay_steps: 0 keeps the learning rates constant; N decays both
+            along a cosine to 10% over N optimizer updates (the whole stage),
+            so the last epochs refine instead of jumping around.
         log_every_steps: TensorBoard scalar interval.
         verbose: progress bars and messages.
     """
@@ -59,7 +75,7 @@ class Trainer:
     def __init__(self, model, strategy, stage_dir, *, kind, global_batch_size,
                  decoder_learning_rate, encoder_learning_rate=None, label_smoothing=0.0,
                  clip_norm=5.0, gradient_accumulation_steps=1, checkpoint_every_steps=0,
-                 log_every_steps=10, verbose=True):
+                 decay_steps=0, log_every_steps=10, verbose=True):
         self.model = model
         self.strategy = strategy
         self.stage_dir = stage_dir
@@ -76,7 +92,7 @@ class Trainer:
         )
         with strategy.scope():
             self.decoder_optimizer = keras.optimizers.Adam(
-                decoder_learning_rate, global_clipnorm=clip_norm,
+                _schedule(decoder_learning_rate, decay_steps), global_clipnorm=clip_norm,
                 gradient_accumulation_steps=accumulation, name="decoder_adam",
             )
             self.decoder_optimizer.build(self.decoder_variables)
@@ -84,7 +100,7 @@ class Trainer:
             self.encoder_optimizer = None
             if self.encoder_variables:
                 self.encoder_optimizer = keras.optimizers.Adam(
-                    encoder_learning_rate, global_clipnorm=clip_norm,
+                    _schedule(encoder_learning_rate, decay_steps), global_clipnorm=clip_norm,
                     gradient_accumulation_steps=accumulation, name="encoder_adam",
                 )
                 self.encoder_optimizer.build(self.encoder_variables)
@@ -240,7 +256,8 @@ class Trainer:
         self.val_writer.flush()
 
 
-def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_samples=5):
+def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_samples=5,
+                   attributes=None):
     """Validation callable for `Trainer.fit`: greedy captions of the val split
     scored with BLEU/ROUGE-L/CIDEr on the package's own tokenisation (no JVM
     per epoch), plus attention pictures of `preview` videos.
@@ -252,6 +269,8 @@ def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_sa
         max_length: longest caption generated.
         preview: optional (ids, frames uint8 [N, T, S, S, 3]) for pictures.
         num_samples: captions shown in TensorBoard.
+        attributes: optional `(truth, spec)` of `etenet_tf.data.attributes`:
+            adds attribute accuracy (`acc_*`) to the scores.
     """
     def validate(epoch):
         predictions, references = predict.predict_dataset(
@@ -265,6 +284,8 @@ def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_sa
                 scored, {k: predictions[k] for k in scored}, tokenize=False, meteor=False
             )
         scores.pop("METEOR", None)
+        if attributes and attributes[0]:
+            scores.update(attributes_lib.accuracy(predictions, *attributes))
         pictures = {}
         if preview is not None:
             ids, frames = preview

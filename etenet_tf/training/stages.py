@@ -9,8 +9,8 @@ finetune: starts from the best pretrain checkpoint, unfreezes the encoder
 (all of it, or its top N blocks) with its own, lower learning rate and
 trains the whole network end to end on frames.
 
-Both keep `<model_dir>/model_config.json` (the captioner's config,
-vocabulary included), so later stages rebuild exactly the same model.
+Both keep `<model_dir>/model_config.json` (the captioner's `ModelConfig`)
+and `<model_dir>/vocab.txt`, so later stages rebuild exactly the same model.
 """
 
 import json
@@ -18,11 +18,13 @@ import os
 
 import keras
 
+from etenet_tf.data import attributes as attributes_data
 from etenet_tf.data import pipeline
 from etenet_tf.data import prepare as prepare_lib
 from etenet_tf.data import records
+from etenet_tf.errors import UsageError
 from etenet_tf.files import write_json
-from etenet_tf.model.captioner import EtENetCaptioner
+from etenet_tf.model.config import ModelConfig, build_captioner
 from etenet_tf.text import tokenizer as tokenizer_lib
 from etenet_tf.text import vocabulary as vocab_lib
 from etenet_tf.training import checkpoints as checkpoints_lib
@@ -30,7 +32,8 @@ from etenet_tf.training import feature_cache
 from etenet_tf.training import loop
 from etenet_tf.training import strategy as strategy_lib
 
-MODEL_CONFIG = "model_config.json"
+MODEL_CONFIG = "model_config.json"  # ModelConfig of the captioner
+VOCABULARY = "vocab.txt"  # its vocabulary
 INPUT_SPEC = "input_spec.json"  # frames per video and frame size the model was trained on
 STAGES = ("pretrain", "finetune")
 
@@ -51,16 +54,14 @@ def set_precision(mode):
     keras.config.set_dtype_policy(policies[mode])
 
 
-def model_config_from_flags(cfg, vocabulary, image_size):
-    return {
-        "vocabulary": vocabulary.tokens,
-        "encoder_name": cfg.encoder,
-        "image_size": image_size,
-        "embedding_dim": cfg.embedding_dim,
-        "hidden_dim": cfg.hidden_dim,
-        "attention_dim": cfg.attention_dim,
-        "dropout": cfg.dropout,
-    }
+def model_config_from_flags(cfg, info):
+    """The `ModelConfig` of the flags, for data prepared as `info` describes."""
+    return ModelConfig(
+        encoder=cfg.encoder, image_size=info["image_size"], num_frames=info["num_frames"],
+        spatial_grid=cfg.spatial_grid, feature_layer=cfg.feature_layer, temporal=cfg.temporal,
+        context_dim=cfg.context_dim, embedding_dim=cfg.embedding_dim, hidden_dim=cfg.hidden_dim,
+        attention_dim=cfg.attention_dim, dropout=cfg.dropout,
+    )
 
 
 def _read_model_dir_json(model_dir, name):
@@ -74,8 +75,18 @@ def _read_model_dir_json(model_dir, name):
 
 
 def load_model_config(model_dir):
-    """The captioner config stored by pretrain."""
-    return _read_model_dir_json(model_dir, MODEL_CONFIG)
+    """The `ModelConfig` stored by pretrain."""
+    values = _read_model_dir_json(model_dir, MODEL_CONFIG)
+    try:
+        return ModelConfig.from_dict(values)
+    except (TypeError, ValueError) as e:
+        raise ModelDirError(f"{os.path.join(model_dir, MODEL_CONFIG)} is not a model config of "
+                            f"this version ({e}); train into a new --model_dir") from None
+
+
+def load_vocabulary(model_dir):
+    """The vocabulary the model in `model_dir` was trained with."""
+    return vocab_lib.Vocabulary.load(os.path.join(model_dir, VOCABULARY))
 
 
 def load_input_spec(model_dir):
@@ -83,9 +94,9 @@ def load_input_spec(model_dir):
     return _read_model_dir_json(model_dir, INPUT_SPEC)
 
 
-def build_model(model_config, encoder_weights=None):
+def build_model(model_config, vocabulary, encoder_weights=None):
     """A captioner from a stored config (call under the strategy scope)."""
-    return EtENetCaptioner(**model_config, encoder_weights=encoder_weights)
+    return build_captioner(model_config, vocabulary.tokens, encoder_weights)
 
 
 def load_trained_model(model_dir, stage="auto"):
@@ -100,9 +111,10 @@ def load_trained_model(model_dir, stage="auto"):
         `(model, stage)`.
     """
     config = load_model_config(model_dir)
+    vocabulary = load_vocabulary(model_dir)
     if stage == "auto":
         stage = "finetune" if checkpoints_lib.read_best(os.path.join(model_dir, "finetune")) else "pretrain"
-    model = build_model(config)
+    model = build_model(config, vocabulary)
     checkpoints_lib.restore_best(model, os.path.join(model_dir, stage))
     return model, stage
 
@@ -124,22 +136,26 @@ def load_prepared(cfg):
 def _stage_model(cfg, strategy, info, vocabulary):
     """Builds (pretrain) or re-creates (later) the model for a stage."""
     path = os.path.join(cfg.model_dir, MODEL_CONFIG)
-    wanted = model_config_from_flags(cfg, vocabulary, info["image_size"])
+    wanted = model_config_from_flags(cfg, info)
     if os.path.isfile(path):
-        stored = load_model_config(cfg.model_dir)
-        if stored != wanted:
-            diff = sorted(k for k in wanted if stored.get(k) != wanted[k])
+        stored = load_model_config(cfg.model_dir).to_dict()
+        diff = sorted(k for k, v in wanted.to_dict().items() if stored.get(k) != v)
+        if os.path.isfile(os.path.join(cfg.model_dir, VOCABULARY)) and \
+                load_vocabulary(cfg.model_dir).tokens != vocabulary.tokens:
+            diff.append("vocabulary")
+        if diff:
             raise ModelDirError(
                 f"{cfg.model_dir} holds a model with different {', '.join(diff)}; use a new "
                 "--model_dir or the flags it was trained with"
             )
     keras.utils.set_random_seed(cfg.seed)  # same initial weights on every run and worker
     with strategy.scope():
-        model = build_model(wanted, cfg.encoder_weights)
+        model = build_model(wanted, vocabulary, cfg.encoder_weights)
     if strategy_lib.is_chief(strategy):
         os.makedirs(cfg.model_dir, exist_ok=True)
         if not os.path.isfile(path):
-            write_json(path, wanted)
+            vocabulary.save(os.path.join(cfg.model_dir, VOCABULARY))
+            write_json(path, wanted.to_dict())
         write_json(os.path.join(cfg.model_dir, INPUT_SPEC),
                         {"num_frames": info["num_frames"], "image_size": info["image_size"]})
     return model
@@ -162,15 +178,31 @@ def _calibrate(cfg, model, info):
           flush=True)
 
 
-def _make_trainer(cfg, model, strategy, stage, kind, decoder_learning_rate,
+def _make_trainer(cfg, model, strategy, stage, kind, decoder_learning_rate, epochs, info,
                   encoder_learning_rate=None):
+    decay_steps = 0
+    if cfg.lr_schedule == "cosine":
+        steps = pipeline.steps_per_epoch(info["splits"]["train"]["videos"], cfg.batch_size)
+        decay_steps = max(1, steps * epochs // cfg.gradient_accumulation_steps)
     return loop.Trainer(
         model, strategy, os.path.join(cfg.model_dir, stage), kind=kind,
         global_batch_size=cfg.batch_size, decoder_learning_rate=decoder_learning_rate,
         encoder_learning_rate=encoder_learning_rate, label_smoothing=cfg.label_smoothing,
         clip_norm=cfg.clip_norm, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        checkpoint_every_steps=cfg.checkpoint_every_steps,
+        checkpoint_every_steps=cfg.checkpoint_every_steps, decay_steps=decay_steps,
     )
+
+
+def check_best_metric(cfg):
+    """`--best_metric` must be a score that validation computes on these
+    records: a caption metric, or `acc_*` when the clips have attributes."""
+    _, spec = attributes_data.load(cfg.records_dir)
+    known = list(loop.VALIDATION_METRICS)
+    if spec:
+        known += [f"acc_{name}" for name in spec] + ["acc_all"]
+    if cfg.best_metric not in known:
+        raise UsageError(f"--best_metric={cfg.best_metric} is not computed in validation on "
+                         f"{cfg.records_dir}; choose one of {', '.join(known)}")
 
 
 def _fit_stage(cfg, trainer, info, vocabulary, max_length, data_dir, epochs):
@@ -183,7 +215,8 @@ def _fit_stage(cfg, trainer, info, vocabulary, max_length, data_dir, epochs):
     val = pipeline.eval_dataset(records.list_shards(data_dir, "val"), kind,
                                 cfg.eval_batch_size, image_size=image_size)
     validate = loop.make_validator(trainer.model, val, kind, max_length=max_length - 1,
-                                   preview=_preview(cfg, info))
+                                   preview=_preview(cfg, info),
+                                   attributes=attributes_data.load(cfg.records_dir))
     return trainer.fit(
         lambda bs, epoch, ctx: pipeline.train_dataset(
             train_files, kind, tokenizer, bs, epoch=epoch, seed=cfg.seed,
@@ -196,11 +229,13 @@ def _fit_stage(cfg, trainer, info, vocabulary, max_length, data_dir, epochs):
 def run_pretrain(cfg):
     """Trains the decoder on cached features of the frozen encoder."""
     info, vocabulary, max_length = load_prepared(cfg)
+    check_best_metric(cfg)
     set_precision(cfg.mixed_precision)
     strategy = strategy_lib.make_strategy(cfg.strategy)
     model = _stage_model(cfg, strategy, info, vocabulary)
     model.encoder.set_trainable_blocks(0)
-    trainer = _make_trainer(cfg, model, strategy, "pretrain", "features", cfg.learning_rate)
+    trainer = _make_trainer(cfg, model, strategy, "pretrain", "features", cfg.learning_rate,
+                            cfg.pretrain_epochs, info)
     calibrate = cfg.calibrate_batchnorm == "true" or (
         cfg.calibrate_batchnorm == "auto" and str(cfg.encoder_weights).lower() == "none")
     if trainer.resumed_from is None and calibrate:
@@ -226,6 +261,7 @@ def run_finetune(cfg):
             f"run --stage=pretrain with --model_dir={cfg.model_dir} first"
         )
     info, vocabulary, max_length = load_prepared(cfg)
+    check_best_metric(cfg)
     set_precision(cfg.mixed_precision)
     strategy = strategy_lib.make_strategy(cfg.strategy)
     model = _stage_model(cfg, strategy, info, vocabulary)
@@ -233,6 +269,7 @@ def run_finetune(cfg):
     model.encoder.set_trainable_blocks(cfg.finetune_blocks)
     trainer = _make_trainer(
         cfg, model, strategy, "finetune", "frames", cfg.finetune_learning_rate or cfg.learning_rate,
+        cfg.finetune_epochs, info,
         encoder_learning_rate=cfg.encoder_learning_rate if cfg.finetune_blocks else None,
     )
     best = _fit_stage(cfg, trainer, info, vocabulary, max_length, cfg.records_dir,

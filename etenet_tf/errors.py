@@ -1,0 +1,15 @@
+"""Errors meant for people: each says what is wrong and how to fix it, and
+carries the exit status `main.py` ends with (2: a usage error, fix the
+command; 1: the run failed, fix the input or the machine)."""
+
+
+class UserError(Exception):
+    """Something the user must fix; `main.py` prints it as one line."""
+
+    exit_code = 1
+
+
+class UsageError(UserError):
+    """A flag value or combination that cannot work (exit status 2)."""
+
+    exit_code = 2
