@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from etenet_tf.generation import BeamSampler, GreedySampler, generate
 from etenet_tf.model import encoder as encoder_lib
 from etenet_tf.model.attention_lstm import SoftAttentionLSTM
 from etenet_tf.model.config import ModelConfig, build_captioner
@@ -127,7 +128,8 @@ def test_cached_features_give_the_same_loss_as_frames(model):
 def test_greedy_equals_step_by_step_argmax(model):
     frames, _, _ = _batch()
     features = model.encode(frames)
-    ids, scores, attention = model.generate(features, beam_size=1, max_length=6)
+    ids, scores, attention = generate(model, features, GreedySampler(), max_length=6)
+    ids, attention = ids[:, 0], attention[:, 0]
     memory, state = model.decoder.initial_state(model.memory(features))
     token = tf.fill([2], START_ID)
     manual = []
@@ -144,8 +146,8 @@ def test_greedy_equals_step_by_step_argmax(model):
 
 def test_beam_search_scores_at_least_greedy(model):
     features = model.encode(_batch()[0])
-    _, greedy, _ = model.generate(features, beam_size=1, max_length=6, length_penalty=0.0)
-    _, beam, _ = model.generate(features, beam_size=4, max_length=6, length_penalty=0.0)
+    _, greedy, _ = generate(model, features, GreedySampler(0.0), max_length=6)
+    _, beam, _ = generate(model, features, BeamSampler(4, 0.0), max_length=6)
     assert np.all(beam.numpy() >= greedy.numpy() - 1e-5)
 
 

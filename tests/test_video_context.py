@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from etenet_tf.data import shapes
+from etenet_tf.generation import BeamSampler, generate
 from etenet_tf.model import encoder as encoder_lib
 from etenet_tf.model.config import ModelConfig, build_captioner
 from etenet_tf.model.video_context import SpatioTemporalContext
@@ -120,15 +121,15 @@ def test_keras_file_round_trip_gives_the_same_captions_and_trains(options, tmp_p
     model = _model(**options)
     frames = np.stack([_clip("left", 1), _clip("right", 2)])
     features = model.encode(frames)
-    ids, scores, attention = model.generate(features, beam_size=2, max_length=5)
+    ids, scores, attention = generate(model, features, BeamSampler(2), max_length=5)
     grid = options.get("spatial_grid", 1)
-    assert attention.shape == (2, 5, 4 * grid * grid)
+    assert attention.shape == (2, 1, 5, 4 * grid * grid)
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert json.dumps(loaded.get_config(), sort_keys=True) == json.dumps(model.get_config(),
                                                                     sort_keys=True)
-    again, again_scores, _ = loaded.generate(loaded.encode(frames), beam_size=2, max_length=5)
+    again, again_scores, _ = generate(loaded, loaded.encode(frames), BeamSampler(2), max_length=5)
     np.testing.assert_array_equal(ids.numpy(), again.numpy())
     np.testing.assert_allclose(scores.numpy(), again_scores.numpy(), rtol=1e-5)
     # one fit step on tiny inputs moves the context layer

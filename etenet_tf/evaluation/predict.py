@@ -2,29 +2,31 @@
 
 import tensorflow as tf
 
+from etenet_tf.generation import BeamSampler, CaptionGenerator, GreedySampler
 from etenet_tf.text import tokenizer as tokenizer_lib
 
 
+def caption_generator(model, beam_size, max_length, length_penalty):
+    """A `CaptionGenerator` for beam search (beam 1: greedy)."""
+    sampler = (GreedySampler(length_penalty) if beam_size == 1
+               else BeamSampler(beam_size, length_penalty))
+    return CaptionGenerator(model, sampler, max_length)
+
+
 def generation_function(model, kind, beam_size, max_length, length_penalty):
-    """A tf.function inputs -> (captions, scores, attention, ids), cached per
-    settings on the model so repeated validation does not retrace."""
-    cache = model.__dict__.setdefault("_etenet_generate_fns", {})
-    key = (kind, beam_size, max_length, float(length_penalty))
-    if key not in cache:
-        @tf.function(reduce_retracing=True)
-        def generate(inputs):
-            features = inputs if kind == "features" else model.encode(inputs)
-            ids, scores, attention = model.generate(
-                features, beam_size=beam_size, max_length=max_length,
-                length_penalty=length_penalty,
-            )
-            return model.detokenize(ids), scores, attention, ids
-        cache[key] = generate
-    return cache[key]
+    """A compiled inputs -> (captions [B], scores [B], attention [B, L, N],
+    ids [B, L]) function: the best caption of each clip."""
+    generator = caption_generator(model, beam_size, max_length, length_penalty)
+
+    def generate(inputs):
+        texts, scores, attention, ids = generator(inputs, kind)
+        return texts[:, 0], scores[:, 0], attention[:, 0], ids[:, 0]
+
+    return generate
 
 
 def predict_dataset(model, dataset, kind, *, beam_size=1, max_length=20, length_penalty=0.6,
-                    normalize_references=False):
+                    normalize_references=False, generator=None):
     """Captions every video of an `eval_dataset`.
 
     Args:
@@ -34,14 +36,16 @@ def predict_dataset(model, dataset, kind, *, beam_size=1, max_length=20, length_
         beam_size, max_length, length_penalty: search settings.
         normalize_references: return references normalised by the
             package's tokenizer (for Java-free validation scoring).
+        generator: a `CaptionGenerator` to reuse (its compiled function
+            is traced once), instead of the search settings.
 
     Returns:
         `(predictions {id: caption}, references {id: [captions]})`.
     """
-    generate = generation_function(model, kind, beam_size, max_length, length_penalty)
+    generator = generator or caption_generator(model, beam_size, max_length, length_penalty)
     predictions, references = {}, {}
     for batch in dataset:
-        captions = generate(batch[kind])[0].numpy()
+        captions = generator(batch[kind], kind).texts[:, 0].numpy()
         refs = batch["references"]
         if normalize_references:
             refs = tf.reshape(tokenizer_lib.normalize(tf.reshape(refs, [-1])), tf.shape(refs))

@@ -30,6 +30,7 @@ import shutil
 import keras
 import tensorflow as tf
 
+from etenet_tf.evaluation import predict
 from etenet_tf.files import write_failure_reason
 from etenet_tf.training import stages as stages_lib
 
@@ -67,10 +68,11 @@ def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
                 num_frames, max_frames, message=f"at most {max_frames} frames per video"),
         ]
 
+    generator = predict.caption_generator(model, beam_size, max_length, length_penalty)
+
     def caption(frames):
-        ids, scores, _ = model.generate(model.encode(frames), beam_size=beam_size,
-                                        max_length=max_length, length_penalty=length_penalty)
-        return {"captions": model.detokenize(ids), "scores": scores}
+        captions = generator.captions(frames)
+        return {"captions": captions.texts[:, 0], "scores": captions.scores[:, 0]}
 
     # Inputs are declared with unknown rank and checked by EnsureShape in the
     # graph: a loaded signature (and TF Serving) does not check shapes, and a

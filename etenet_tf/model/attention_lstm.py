@@ -6,28 +6,30 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="etenet_tf")
 class SoftAttentionLSTM(keras.layers.Layer):
-    """LSTM decoder that attends over per-frame features at every word.
+    """LSTM decoder that attends over memory tokens at every word.
 
-    With frame features `f_1..f_T` (layer-normalised), previous word
-    `y_{t-1}` and previous state `(h_{t-1}, m_{t-1})`:
+    The memory tokens `f_1..f_N` are one pooled vector per frame (the
+    paper) or, with a `SpatioTemporalContext`, one per frame and grid cell.
+    With them layer-normalised, previous word `y_{t-1}` and previous state
+    `(h_{t-1}, c_{t-1})` (`c` the LSTM's cell state):
 
         e_{t,i}   = w^T tanh(W_f f_i + W_h h_{t-1} + b)
         alpha_t   = softmax_i(e_{t,i})
-        c_t       = sum_i alpha_{t,i} f_i
-        h_t, m_t  = LSTM([E y_{t-1}; c_t], (h_{t-1}, m_{t-1}))
-        o_t       = tanh(L_h h_t + L_c c_t + E y_{t-1})
+        a_t       = sum_i alpha_{t,i} f_i                  (attention context)
+        h_t, c_t  = LSTM([E y_{t-1}; a_t], (h_{t-1}, c_{t-1}))
+        o_t       = tanh(L_h h_t + L_a a_t + E y_{t-1})
         logits_t  = W_o dropout(o_t) + b_o
-        h_0, m_0  = tanh(W_h0 mean_i f_i), tanh(W_m0 mean_i f_i)
+        h_0, c_0  = tanh(W_h0 mean_i f_i), tanh(W_c0 mean_i f_i)
 
     `o_t` is the deep output layer of Show, Attend and Tell (Xu et al.
     2015): the vocabulary projection reads `embedding_dim` values rather
-    than `[h; c; E y]`, which matters when it runs for every beam and word.
+    than `[h; a; E y]`, which matters when it runs for every beam and word.
 
-    `c_t` only enters through linear maps (the LSTM's input product and
-    `L_c`), and `sum_i alpha_{t,i} f_i K = sum_i alpha_{t,i} (f_i K)`, so
-    those maps are applied to every frame once (`initial_state`) and each
+    `a_t` only enters through linear maps (the LSTM's input product and
+    `L_a`), and `sum_i alpha_{t,i} f_i K = sum_i alpha_{t,i} (f_i K)`, so
+    those maps are applied to every token once (`initial_state`) and each
     word only takes an attention-weighted sum of the results. Applied to
-    `c_t` at every word instead, they cost a `[B, D] x [D, 4H]` product per
+    `a_t` at every word instead, they cost a `[B, D] x [D, 4H]` product per
     word and, in training, a weight gradient of the whole kernel per word
     (a training step was 1.7x slower).
 
@@ -77,7 +79,7 @@ class SoftAttentionLSTM(keras.layers.Layer):
         self.init_c.build((None, feature_dim))
         # LSTM weights, initialised as Keras' LSTMCell does; the input kernel
         # is split into its word part and its context part, and the context
-        # part is stored together with L_c (both are applied per frame).
+        # part is stored together with L_a (both are applied per memory token).
         self.word_kernel = self.add_weight(
             (self.embedding_dim, gates), initializer="glorot_uniform", name="word_kernel")
         self.context_kernel = self.add_weight(
@@ -112,8 +114,8 @@ class SoftAttentionLSTM(keras.layers.Layer):
     def initial_state(self, features):
         """Returns `(memory, state)` for `step`.
 
-        `memory = (keys [B,T,A], projected [B,T,4H+E])`: the attention keys
-        and each frame times `[K_c | L_c]`; `state = (h, m)`.
+        `memory = (keys [B,N,A], projected [B,N,4H+E])`: the attention keys
+        and each token times `[K_a | L_a]`; `state = (h, c)`.
         """
         values = self.feature_norm(features)
         keys = self.feature_key(values)
@@ -129,29 +131,29 @@ class SoftAttentionLSTM(keras.layers.Layer):
         """One word: attention, the LSTM (Keras LSTMCell equations, gate order
         i, f, c, o) and the deep output `o_t` (before dropout)."""
         keys, projected = memory
-        h, m = state
+        h, c = state
         scores = self.attention_score(ops.tanh(keys + self.hidden_query(h)[:, None, :]))
         alpha = ops.softmax(ops.squeeze(scores, -1), axis=-1)
-        context = ops.einsum("bt,btg->bg", alpha, projected)  # c_t [K_c | L_c]
+        context = ops.einsum("bt,btg->bg", alpha, projected)  # a_t [K_a | L_a]
         gates = 4 * self.hidden_dim
         z = (word_gates + context[:, :gates]
              + ops.matmul(h, self._cast(self.recurrent_kernel)) + self._cast(self.gate_bias))
         i, f, g, o = ops.split(z, 4, axis=-1)
-        m = ops.sigmoid(f) * m + ops.sigmoid(i) * ops.tanh(g)
-        h = ops.sigmoid(o) * ops.tanh(m)
+        c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
+        h = ops.sigmoid(o) * ops.tanh(c)
         out = ops.tanh(self.output_hidden(h) + context[:, gates:] + embedded)
-        return out, (h, m), alpha
+        return out, (h, c), alpha
 
     def step(self, tokens, state, memory, training=False):
         """One decoding step.
 
         Args:
             tokens: int `[N]`, the previous word of each sequence.
-            state: `(h, m)` from `initial_state` or the previous step.
+            state: `(h, c)` from `initial_state` or the previous step.
             memory: from `initial_state`.
 
         Returns:
-            `(logits [N, V], new_state, attention [N, T])`.
+            `(logits [N, V], new_state, attention [N, N_tokens])`.
         """
         embedded = self.embedding(tokens)
         out, state, alpha = self._advance(embedded, self._word_gates(embedded), state, memory)

@@ -5,7 +5,6 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from etenet_tf.model import decoding
 from etenet_tf.text import vocabulary as vocab_lib
 
 
@@ -94,13 +93,27 @@ class EtENetCaptioner(keras.Model):
         """Frame features `[B, T, G, G, C]` (inference mode)."""
         return self.encoder(frames, training=False)
 
-    def generate(self, features, beam_size=5, max_length=20, length_penalty=0.6):
-        """Token ids, scores and attention `[B, L, T*G*G]` from features;
-        see `decoding`."""
-        return decoding.beam_search(
-            self.decoder, self.memory(features), beam_size=beam_size, max_length=max_length,
-            length_penalty=length_penalty,
-        )
+    def start_decoding(self, features, rows_per_input=1):
+        """The decoder as a sampler's step function (see
+        `etenet_tf.generation.samplers`).
+
+        Args:
+            features: encoder features `[B, T, G, G, C]`.
+            rows_per_input: rows the sampler runs per clip (beams or
+                samples); the attention memory is repeated to match, once.
+
+        Returns:
+            `(step_fn, state)`: `step_fn(tokens [N], state) -> (logits [N, V],
+            state, attention [N, T*G*G])` and the initial state `(h, c)` of
+            the `B` clips (the sampler repeats it).
+        """
+        memory, state = self.decoder.initial_state(self.memory(features))
+        memory = tuple(ops.repeat(m, rows_per_input, axis=0) for m in memory)
+
+        def step_fn(tokens, state):
+            return self.decoder.step(tokens, state, memory)
+
+        return step_fn, state
 
     def detokenize(self, ids):
         """ids `[B, L]` -> caption strings `[B]` (core TF ops)."""

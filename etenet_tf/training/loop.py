@@ -272,11 +272,12 @@ def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_sa
         attributes: optional `(truth, spec)` of `etenet_tf.data.attributes`:
             adds attribute accuracy (`acc_*`) to the scores.
     """
+    # one greedy generator for every epoch: its compiled function is traced once
+    generator = predict.caption_generator(model, 1, max_length, 0.6)
+
     def validate(epoch):
         predictions, references = predict.predict_dataset(
-            model, val_dataset, kind, beam_size=1, max_length=max_length,
-            normalize_references=True,
-        )
+            model, val_dataset, kind, normalize_references=True, generator=generator)
         scored = {k: v for k, v in references.items() if v}
         scores = {}
         if scored:
@@ -289,9 +290,9 @@ def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_sa
         pictures = {}
         if preview is not None:
             ids, frames = preview
-            generate = predict.generation_function(model, "frames", 1, max_length, 0.6)
-            captions, _, attention, _ = generate(frames)
-            for vid, clip, caption, att in zip(ids, frames, captions.numpy(), attention.numpy()):
+            captions, _, attention, _ = generator(frames, "frames")
+            for vid, clip, caption, att in zip(ids, frames, captions[:, 0].numpy(),
+                                               attention[:, 0].numpy()):
                 words = caption.decode("utf-8").split()
                 pictures[vid] = attention_image.attention_image(clip, words + ["<end>"], att)
         # the pictured videos first, then others up to num_samples
