@@ -1,8 +1,11 @@
 """absl flags of `main.py`. Experiment presets live in `flags/*.cfg`."""
 
+import math
 import types
 
 from absl import flags
+
+from etenet_tf import limits
 
 STAGES = ("prepare", "pretrain", "finetune", "evaluate", "caption", "export", "all")
 DATASETS = ("shapes", "msrvtt", "msvd", "custom")
@@ -86,7 +89,15 @@ def define_flags():
     d.DEFINE_string("export_dir", "saved_models", "Export root (TF Serving layout).")
     d.DEFINE_string("export_name", "etenet", "Model name under --export_dir.")
     d.DEFINE_integer("export_version", 0, "Version number (0: next free).")
-    d.DEFINE_integer("max_serving_frames", 64, "Most frames a serving request may send.")
+    d.DEFINE_integer("max_serving_frames", limits.MAX_SERVING_FRAMES,
+                     "export: most frames per video in a serving request.")
+    d.DEFINE_integer("max_serving_total_frames", limits.MAX_SERVING_TOTAL_FRAMES,
+                     "export: most frames in one serving request (videos x frames); bounds "
+                     "the memory of a request.")
+    d.DEFINE_integer("max_frame_pixels", limits.MAX_FRAME_PIXELS,
+                     "Most pixels (height x width) a video or JPEG frame may declare; larger "
+                     "ones are refused before decoding (prepare, caption, serving). Default "
+                     "8192x8192.")
 
 
 class FlagError(Exception):

@@ -17,6 +17,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from etenet_tf import limits
+
 
 def shard_name(split, index, count):
     return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
@@ -120,27 +122,61 @@ def parse_features(serialized):
     }
 
 
-def decode_jpeg_frames(jpegs, image_size):
+FRAME_TOO_LARGE = "frame too large"  # starts the error of `decode_jpeg_checked`
+
+
+def decode_jpeg_checked(jpeg, max_pixels, channels=3):
+    """Decodes one JPEG after checking the size its header declares.
+
+    Core TF ops only (it runs in the serving graph). The header is read
+    with `tf.io.extract_jpeg_shape` first, so a small file that declares a
+    huge image fails with InvalidArgument before any pixel memory is
+    allocated.
+
+    Args:
+        jpeg: scalar string tensor.
+        max_pixels: most pixels (height x width) allowed.
+        channels: channels of the decoded image.
+
+    Returns:
+        uint8 `[H, W, channels]`.
+    """
+    shape = tf.io.extract_jpeg_shape(jpeg, output_type=tf.int64)
+    check = tf.debugging.assert_less_equal(
+        shape[0] * shape[1], tf.constant(max_pixels, tf.int64),
+        message=f"{FRAME_TOO_LARGE}: a JPEG frame declares more than {max_pixels} pixels "
+                "(height x width; the limit is --max_frame_pixels)",
+    )
+    with tf.control_dependencies([check]):
+        return tf.io.decode_jpeg(jpeg, channels=channels)
+
+
+def resize_frames(images, size):
+    """uint8 or float `[..., H, W, 3]` -> float32 `[..., size, size, 3]`.
+
+    Antialiased, so a large frame is averaged down (as FFmpeg's scaler does
+    in prepare) rather than sampled. A frame of the target size comes back
+    unchanged, so no branch on the size is needed (a `tf.cond` on it inside
+    `tf.map_fn` runs both branches' shape checks once the SavedModel is
+    loaded).
+    """
+    return tf.image.resize(images, [size, size], antialias=True)
+
+
+def decode_jpeg_frames(jpegs, image_size, max_pixels=limits.MAX_FRAME_PIXELS):
     """JPEG strings `[T]` -> uint8 `[T, image_size, image_size, 3]`.
 
-    Frames are resized only if the records hold another size.
+    Prepare writes frames of `image_size`; frames of another size are
+    resized (not when `image_size` is None), and a frame declaring more
+    than `max_pixels` is an error.
     """
     def decode(jpeg):
-        image = tf.io.decode_jpeg(jpeg, channels=3)
-        if image_size:
-            shape = tf.shape(image)
-            image = tf.cond(
-                tf.logical_and(shape[0] == image_size, shape[1] == image_size),
-                lambda: image,
-                lambda: tf.cast(
-                    tf.clip_by_value(
-                        tf.round(tf.image.resize(image, [image_size, image_size])), 0, 255
-                    ),
-                    tf.uint8,
-                ),
-            )
-            image = tf.ensure_shape(image, [image_size, image_size, 3])
-        return image
+        image = decode_jpeg_checked(jpeg, max_pixels)
+        if not image_size:
+            return image
+        image = tf.cast(tf.clip_by_value(tf.round(resize_frames(image, image_size)), 0, 255),
+                        tf.uint8)
+        return tf.ensure_shape(image, [image_size, image_size, 3])
 
     return tf.map_fn(
         decode, jpegs, fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8)

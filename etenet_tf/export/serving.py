@@ -13,10 +13,13 @@ own op set runs it):
   -> `captions` string `[batch]`, `scores` float32 `[batch]`.
 - `serving_frames`: `frames` float32 `[batch, frames, height, width, 3]`
   (RGB, 0-255, any size) -> the same outputs.
-Frames are resized to the model's input size in the graph; the encoder,
-beam search and detokenisation all run inside. A wrong dtype or rank, a
-last dimension other than 3, zero frames, more than `max_frames` frames,
-or bytes that are not JPEG fail with InvalidArgument and a message saying
+Frames of any size and aspect ratio are resized (antialiased) to the
+model's input size in the graph; the encoder, beam search and
+detokenisation all run inside. A wrong dtype or rank, a last dimension
+other than 3, zero frames, more than `max_frames` frames per video or
+`max_total_frames` per request, a frame larger than `max_frame_pixels`
+(for JPEGs: the size its header declares, checked before decoding), or
+bytes that are not JPEG fail with InvalidArgument and a message saying
 which; the next request is unaffected. (Both inputs are declared with
 unknown rank so that the graph itself checks the rank.)
 """
@@ -28,6 +31,8 @@ import shutil
 import keras
 import tensorflow as tf
 
+from etenet_tf import limits
+from etenet_tf.data import records
 from etenet_tf.files import write_failure_reason
 from etenet_tf.training import stages as stages_lib
 
@@ -36,23 +41,32 @@ class ExportWriteError(Exception):
     """The SavedModel could not be written (disk full, quota, permissions)."""
 
 
-def _resize(frames, size):
-    """float `[N, H, W, 3]` -> float `[N, size, size, 3]` (no-op when equal)."""
-    shape = tf.shape(frames)
-    same = tf.logical_and(tf.equal(shape[1], size), tf.equal(shape[2], size))
-    return tf.cond(same, lambda: tf.ensure_shape(frames, [None, size, size, 3]),
-                   lambda: tf.image.resize(frames, [size, size]))
+def build_archive(model, *, beam_size, max_length, length_penalty,
+                  max_frames=limits.MAX_SERVING_FRAMES,
+                  max_total_frames=limits.MAX_SERVING_TOTAL_FRAMES,
+                  max_frame_pixels=limits.MAX_FRAME_PIXELS):
+    """A `keras.export.ExportArchive` with both serving signatures.
 
-
-def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
-    """A `keras.export.ExportArchive` with both serving signatures."""
+    Args:
+        model: the trained captioner.
+        beam_size, max_length, length_penalty: beam search settings.
+        max_frames: most frames per video in a request.
+        max_total_frames: most frames in a request (videos x frames); the
+            encoder runs on all of them at once, so this bounds memory.
+        max_frame_pixels: most pixels a frame may have (for JPEGs: may
+            declare in its header, checked before decoding).
+    """
     size = model.image_size
 
-    def check_frames(num_frames):
+    def check_request(batch, num_frames):
         return [
             tf.debugging.assert_positive(num_frames, message="the request holds zero frames"),
             tf.debugging.assert_less_equal(
                 num_frames, max_frames, message=f"at most {max_frames} frames per video"),
+            tf.debugging.assert_less_equal(
+                tf.cast(batch, tf.int64) * tf.cast(num_frames, tf.int64),
+                tf.constant(max_total_frames, tf.int64),
+                message=f"at most {max_total_frames} frames per request (videos x frames)"),
         ]
 
     def caption(frames):
@@ -67,11 +81,14 @@ def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
     def serve_jpeg(frames_jpeg):
         frames_jpeg = tf.ensure_shape(frames_jpeg, [None, None], name="frames_jpeg")
         batch, num_frames = tf.shape(frames_jpeg)[0], tf.shape(frames_jpeg)[1]
-        with tf.control_dependencies(check_frames(num_frames)):
+        with tf.control_dependencies(check_request(batch, num_frames)):
             flat = tf.reshape(frames_jpeg, [-1])
+        # one frame at a time: only one full-size frame is ever in memory
         images = tf.map_fn(
-            lambda b: _resize(tf.cast(tf.io.decode_jpeg(b, channels=3), tf.float32)[None], size)[0],
+            lambda jpeg: records.resize_frames(
+                records.decode_jpeg_checked(jpeg, max_frame_pixels), size),
             flat, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+            parallel_iterations=1,
         )
         return caption(tf.reshape(images, [batch, num_frames, size, size, 3]))
 
@@ -79,9 +96,14 @@ def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
     def serve_frames(frames):
         frames = tf.ensure_shape(frames, [None, None, None, None, 3], name="frames")
         shape = tf.shape(frames)
-        with tf.control_dependencies(check_frames(shape[1])):
+        checks = check_request(shape[0], shape[1]) + [tf.debugging.assert_less_equal(
+            tf.cast(shape[2], tf.int64) * tf.cast(shape[3], tf.int64),
+            tf.constant(max_frame_pixels, tf.int64),
+            message=f"{records.FRAME_TOO_LARGE}: frames have more than {max_frame_pixels} "
+                    "pixels (height x width; the limit is --max_frame_pixels)")]
+        with tf.control_dependencies(checks):
             flat = tf.reshape(frames, [-1, shape[2], shape[3], 3])
-        images = _resize(flat, size)
+        images = records.resize_frames(flat, size)
         return caption(tf.reshape(images, [shape[0], shape[1], size, size, 3]))
 
     archive = keras.export.ExportArchive()
@@ -97,7 +119,9 @@ def next_version(model_root):
 
 
 def export(model, export_dir, name, *, version=0, beam_size=5, max_length=20,
-           length_penalty=0.6, max_frames=64):
+           length_penalty=0.6, max_frames=limits.MAX_SERVING_FRAMES,
+           max_total_frames=limits.MAX_SERVING_TOTAL_FRAMES,
+           max_frame_pixels=limits.MAX_FRAME_PIXELS):
     """Writes the SavedModel atomically; returns its final path."""
     root = os.path.join(export_dir, name)
     os.makedirs(root, exist_ok=True)
@@ -110,7 +134,9 @@ def export(model, export_dir, name, *, version=0, beam_size=5, max_length=20,
     tmp = os.path.join(root, f".tmp-{version}-{os.getpid()}")
     try:
         archive = build_archive(model, beam_size=beam_size, max_length=max_length,
-                                length_penalty=length_penalty, max_frames=max_frames)
+                                length_penalty=length_penalty, max_frames=max_frames,
+                                max_total_frames=max_total_frames,
+                                max_frame_pixels=max_frame_pixels)
         archive.write_out(tmp, verbose=False)
         os.replace(tmp, final)
     except (OSError, tf.errors.OpError) as e:
@@ -128,7 +154,9 @@ def run_export(cfg):
     model, stage = stages_lib.load_trained_model(cfg.model_dir, stage)
     path = export(model, cfg.export_dir, cfg.export_name, version=cfg.export_version,
                   beam_size=cfg.beam_size, max_length=cfg.max_decode_length,
-                  length_penalty=cfg.length_penalty, max_frames=cfg.max_serving_frames)
+                  length_penalty=cfg.length_penalty, max_frames=cfg.max_serving_frames,
+                  max_total_frames=cfg.max_serving_total_frames,
+                  max_frame_pixels=cfg.max_frame_pixels)
     print(f"exported the {stage} model to {path} (signatures: serving_default <- frames_jpeg, "
           f"serving_frames <- frames)")
     return path
