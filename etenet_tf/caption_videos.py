@@ -51,7 +51,8 @@ def run_caption(cfg):
     results, failures, pictures = {}, {}, set()
     for path in cfg.videos:
         try:
-            frames = video_decode.decode_video(path, num_frames, model.image_size)
+            frames = video_decode.decode_video(path, num_frames, model.image_size,
+                                               max_pixels=cfg.max_frame_pixels)
         except video_decode.VideoDecodeError as e:
             failures[path] = str(e)
             results[path] = {"error": str(e)}

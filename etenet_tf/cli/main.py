@@ -53,7 +53,7 @@ def run_prepare(cfg):
         vocabulary_builder=lambda caps: vocabulary.Vocabulary.build(
             tokenizer.words_of(caps), cfg.min_word_count),
         videos_per_shard=cfg.videos_per_shard, workers=cfg.workers or None,
-        strict=cfg.strict, progress=progress,
+        strict=cfg.strict, max_pixels=cfg.max_frame_pixels, progress=progress,
     )
     written = ", ".join(f"{k} {v}" for k, v in report["written"].items()) or "none"
     print(f"prepare: wrote {written} videos to {cfg.records_dir} in {time.time() - start:.1f}s; "
