@@ -5,10 +5,10 @@ then one cell per frame whose brightness is that frame's attention weight
 (normalised per word, so the most attended frame is white).
 """
 
-import os
-
 import numpy as np
 from PIL import Image, ImageDraw
+
+from etenet_tf import files
 
 _CELL = 64
 _LABEL = 96
@@ -51,6 +51,5 @@ def attention_image(frames, words, attention):
 
 def save_attention_image(path, frames, words, attention):
     """Writes the picture as PNG, atomically."""
-    tmp = f"{path}.tmp.png"
-    Image.fromarray(attention_image(frames, words, attention)).save(tmp)
-    os.replace(tmp, path)
+    with files.atomic_path(path) as tmp:
+        Image.fromarray(attention_image(frames, words, attention)).save(tmp, format="PNG")
