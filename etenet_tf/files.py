@@ -109,29 +109,31 @@ def _probe_write(directory):
     os.remove(probe)
 
 
-def ensure_directory(path, flag):
+def ensure_directory(path, flag, label=None):
     """Creates directory `path` if needed and checks that it is writable.
 
     Args:
         path: the directory.
         flag: the flag that named it (for the message), e.g. `model_dir`.
+        label: how the message names it (default `--flag=path`).
 
     Raises:
         WriteTargetError: `path` is a file, cannot be created or is not
             writable; the message names the flag and the path.
     """
+    label = label or f"--{flag}={path}"
     if os.path.exists(path) and not os.path.isdir(path):
-        raise WriteTargetError(f"--{flag}={path} is a file, not a directory; give a directory")
+        raise WriteTargetError(f"{label} is a file, not a directory; give a directory")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
-        raise WriteTargetError(f"cannot create --{flag}={path} ({e.strerror}); give a "
-                               "directory that can be created") from None
+        raise WriteTargetError(f"cannot create {label} ({e.strerror}); give a directory that "
+                               "can be created") from None
     try:
         _probe_write(path)
     except OSError as e:
-        raise WriteTargetError(f"cannot write in --{flag}={path} ({e.strerror}); make it "
-                               "writable or give another directory") from None
+        raise WriteTargetError(f"cannot write in {label} ({e.strerror}); make it writable or "
+                               "give another directory") from None
 
 
 def check_file_target(path, flag):
@@ -159,7 +161,7 @@ LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
-def exclusive_lock(directory, what):
+def exclusive_lock(directory, what, name=LOCK_FILE):
     """Holds an exclusive lock on `directory` (its `.lock` file) while the
     block runs, so that two runs never write the same directory at once.
 
@@ -172,12 +174,13 @@ def exclusive_lock(directory, what):
     Args:
         directory: the directory to lock (created if missing).
         what: the task, e.g. `--stage=pretrain`.
+        name: the lock file's name in `directory`.
 
     Raises:
         LockedError: another live process holds the lock.
     """
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, LOCK_FILE)
+    path = os.path.join(directory, name)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

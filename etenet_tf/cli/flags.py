@@ -119,9 +119,36 @@ def validate(cfg):
         raise FlagError(f"--image_size={cfg.image_size} is below the {cfg.encoder} minimum "
                         f"of {minimum}")
     for name in ("batch_size", "eval_batch_size", "videos_per_shard", "beam_size",
-                 "max_decode_length", "gradient_accumulation_steps", "calibration_batches"):
+                 "max_decode_length", "gradient_accumulation_steps", "calibration_batches",
+                 "calibration_batch_size", "embedding_dim", "hidden_dim", "attention_dim",
+                 "pretrain_epochs", "finetune_epochs", "shapes_train_per_combination",
+                 "max_serving_frames", "max_serving_total_frames", "max_frame_pixels"):
         if getattr(cfg, name) < 1:
             raise FlagError(f"--{name}={getattr(cfg, name)} must be >= 1")
+    for name in ("workers", "min_word_count", "checkpoint_every_steps", "export_version",
+                 "seed"):
+        if getattr(cfg, name) < 0:
+            raise FlagError(f"--{name}={getattr(cfg, name)} must be >= 0"
+                            + (" (0: one per CPU)" if name == "workers" else ""))
+    if cfg.finetune_blocks < -1:
+        raise FlagError(f"--finetune_blocks={cfg.finetune_blocks} must be -1 (all), 0 or a "
+                        "block count")
+    ranges = {  # name: (low, high, low included, high included)
+        "dropout": (0.0, 1.0, True, False),
+        "label_smoothing": (0.0, 1.0, True, False),
+        "learning_rate": (0.0, math.inf, False, False),
+        "finetune_learning_rate": (0.0, math.inf, True, False),
+        "encoder_learning_rate": (0.0, math.inf, True, False),
+        "clip_norm": (0.0, math.inf, False, False),
+        "length_penalty": (0.0, math.inf, True, False),
+    }
+    for name, (low, high, low_ok, high_ok) in ranges.items():
+        value = getattr(cfg, name)
+        inside = (math.isfinite(value) and (value > low or (low_ok and value == low))
+                  and (value < high or (high_ok and value == high)))
+        if not inside:
+            span = f"{'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+            raise FlagError(f"--{name}={value:g} must be in {span}")
     if cfg.max_caption_length and cfg.max_caption_length < 3:
         raise FlagError("--max_caption_length must be 0 (automatic) or >= 3")
     if cfg.dataset in ("msrvtt", "msvd", "custom") and cfg.stage in ("prepare", "all") \
@@ -129,6 +156,8 @@ def validate(cfg):
         raise FlagError(f"--dataset={cfg.dataset} needs --annotations")
     if cfg.stage == "caption" and not cfg.videos:
         raise FlagError("--stage=caption needs --videos=a.mp4,b.webm,...")
+    if cfg.split not in ("train", "val", "test"):
+        raise FlagError(f"--split={cfg.split} is unknown; choose train, val or test")
     if cfg.mixed_precision == "float16":
         raise FlagError("--mixed_precision=float16 is not supported (two optimizers would "
                         "need two loss scales); use bfloat16")

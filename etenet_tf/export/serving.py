@@ -31,9 +31,10 @@ import shutil
 import keras
 import tensorflow as tf
 
+from etenet_tf import files
 from etenet_tf import limits
 from etenet_tf.data import records
-from etenet_tf.files import write_failure_reason
+from etenet_tf.files import write_failure_advice, write_failure_reason
 from etenet_tf.training import stages as stages_lib
 
 
@@ -118,38 +119,66 @@ def next_version(model_root):
     return max(versions, default=0) + 1
 
 
+def check_export_target(export_dir, name, version=0):
+    """Checks, before any work, that the export can be written: the export
+    root is a writable directory and an explicit version is still free.
+
+    Returns:
+        The model root `<export_dir>/<name>`.
+
+    Raises:
+        files.WriteTargetError: it cannot; the message names the flag.
+    """
+    files.ensure_directory(export_dir, "export_dir")
+    root = os.path.join(export_dir, name)
+    files.ensure_directory(root, "export_name",
+                           label=f"--export_dir={export_dir} --export_name={name} ({root})")
+    if version and os.path.exists(os.path.join(root, str(version))):
+        raise files.WriteTargetError(
+            f"--export_version={version}: {os.path.join(root, str(version))} already exists "
+            "and is never overwritten (TF Serving may be serving it); pass another "
+            "--export_version, or 0 for the next free one")
+    return root
+
+
 def export(model, export_dir, name, *, version=0, beam_size=5, max_length=20,
            length_penalty=0.6, max_frames=limits.MAX_SERVING_FRAMES,
            max_total_frames=limits.MAX_SERVING_TOTAL_FRAMES,
            max_frame_pixels=limits.MAX_FRAME_PIXELS):
-    """Writes the SavedModel atomically; returns its final path."""
-    root = os.path.join(export_dir, name)
-    os.makedirs(root, exist_ok=True)
-    for stale in glob.glob(os.path.join(root, ".tmp-*")):
-        shutil.rmtree(stale, ignore_errors=True)
-    version = version or next_version(root)
-    final = os.path.join(root, str(version))
-    if os.path.exists(final):
-        raise FileExistsError(f"{final} already exists; pass another --export_version")
-    tmp = os.path.join(root, f".tmp-{version}-{os.getpid()}")
-    try:
-        archive = build_archive(model, beam_size=beam_size, max_length=max_length,
-                                length_penalty=length_penalty, max_frames=max_frames,
-                                max_total_frames=max_total_frames,
-                                max_frame_pixels=max_frame_pixels)
-        archive.write_out(tmp, verbose=False)
-        os.replace(tmp, final)
-    except (OSError, tf.errors.OpError) as e:
-        raise ExportWriteError(
-            f"could not write the export ({write_failure_reason(e)}); nothing was "
-            f"published at {final} and earlier versions are untouched. Free disk space and re-run"
-        ) from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Writes the SavedModel atomically; returns its final path.
+
+    Two exports of one model name never run at once (a lock file
+    `<export_dir>/.<name>.lock`, kept out of the directory TF Serving
+    watches), so they cannot pick the same version.
+    """
+    root = check_export_target(export_dir, name, version)
+    with files.exclusive_lock(export_dir, f"--stage=export --export_name={name}",
+                              name=f".{name}.lock"):
+        for stale in glob.glob(os.path.join(root, ".tmp-*")):
+            shutil.rmtree(stale, ignore_errors=True)
+        version = version or next_version(root)
+        final = os.path.join(root, str(version))
+        check_export_target(export_dir, name, version)
+        tmp = os.path.join(root, f".tmp-{version}-{os.getpid()}")
+        try:
+            with files.atomic_path(final, tmp=tmp):
+                archive = build_archive(model, beam_size=beam_size, max_length=max_length,
+                                        length_penalty=length_penalty, max_frames=max_frames,
+                                        max_total_frames=max_total_frames,
+                                        max_frame_pixels=max_frame_pixels)
+                archive.write_out(tmp, verbose=False)
+        except (OSError, tf.errors.OpError) as e:
+            raise ExportWriteError(
+                f"could not write the export ({write_failure_reason(e)}); nothing was "
+                f"published at {final} and earlier versions are untouched. "
+                f"{write_failure_advice(e, root)} and re-run"
+            ) from e
     return final
 
 
 def run_export(cfg):
+    # where the export goes is checked before the model is loaded
+    check_export_target(cfg.export_dir, cfg.export_name, cfg.export_version)
     stage = "auto" if cfg.checkpoint == "both" else cfg.checkpoint
     model, stage = stages_lib.load_trained_model(cfg.model_dir, stage)
     path = export(model, cfg.export_dir, cfg.export_name, version=cfg.export_version,
