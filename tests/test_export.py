@@ -198,14 +198,17 @@ def test_caption_stage_reports_bad_files_and_continues(trained_model_dir, tmp_pa
     same_name = tmp_path / "copy" / "moviepy_example_mask.mp4"
     same_name.parent.mkdir()
     shutil.copy(data_path("moviepy_example_mask.mp4"), same_name)
+    from test_video_decode import write_gif_bomb
+    bomb = write_gif_bomb(tmp_path / "bomb.gif", 13000)  # 13000x13000 declared: over the limit
     run.update(videos=[data_path("moviepy_example_mask.mp4"), str(bad),
-                       data_path("moviepy_transparent.webm"), str(same_name)],
+                       data_path("moviepy_transparent.webm"), str(same_name), bomb],
                output=str(tmp_path / "captions.json"), attention_dir=str(tmp_path / "att"))
     import types
     failures = caption_videos.run_caption(types.SimpleNamespace(**run))
     out = capsys.readouterr()
-    assert list(failures) == [str(bad)]
-    assert out.out.count("\t") == 3 and "ERROR" in out.err
+    assert list(failures) == [str(bad), bomb]
+    assert "--max_frame_pixels" in failures[bomb] and "13000x13000" in failures[bomb]
+    assert out.out.count("\t") == 3 and out.err.count("ERROR") == 2
     saved = json.load(open(tmp_path / "captions.json"))
     assert "error" in saved[str(bad)] and "caption" in saved[run["videos"][0]]
     # videos with the same file name get a picture each

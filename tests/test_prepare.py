@@ -108,8 +108,9 @@ def test_prepare_with_every_kind_of_bad_video_completes(tmp_path):
     write_clip(vdir / "large.mp4", 6, 3840, 2160)
     write_audio_only(vdir / "audio_only.mp4")
     write_gif_bomb(vdir / "bomb.gif")
+    write_gif_bomb(vdir / "bomb13k.gif", 13000)  # under 16384 per side, over --max_frame_pixels
     handled = ["large.mp4", "one_frame.mp4", "one_pixel.mp4", "truncated.flv"]
-    skipped = ["audio_only.mp4", "bomb.gif", "text.mp4", "zero.mp4"]
+    skipped = ["audio_only.mp4", "bomb.gif", "bomb13k.gif", "text.mp4", "zero.mp4"]
     csv = tmp_path / "ann.csv"
     csv.write_text("video,caption,split\n" + "".join(
         f"{name},a clip number {i},{'train' if i % 2 else 'val'}\n"
@@ -121,6 +122,7 @@ def test_prepare_with_every_kind_of_bad_video_completes(tmp_path):
     assert sorted(p["video_id"] for p in report["undecodable"]) == skipped
     reasons = {p["video_id"]: p["error"] for p in report["undecodable"]}
     assert "no video stream" in reasons["audio_only.mp4"]
+    assert "exceed the limit of 67108864 pixels" in reasons["bomb13k.gif"]
     assert sum(report["written"].values()) == len(handled)
     ds = pipeline.eval_dataset(records.list_shards(out, "train") + records.list_shards(out, "val"),
                                "frames", 8, image_size=75)

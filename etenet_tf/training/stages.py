@@ -74,6 +74,8 @@ def model_config_from_flags(cfg, vocabulary, image_size):
 
 def _read_model_dir_json(model_dir, name):
     path = os.path.join(model_dir, name)
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise files.WriteTargetError(f"--model_dir={model_dir} is a file, not a model directory")
     if not os.path.isfile(path):
         raise checkpoints_lib.NoCheckpointError(
             f"{path} not found: run --stage=pretrain with --model_dir={model_dir} first"
