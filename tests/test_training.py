@@ -296,3 +296,23 @@ def test_damaged_feature_cache_shard_is_computed_again(trained_model_dir, tmp_pa
     feature = lambda ex: np.frombuffer(  # noqa: E731
         ex.features.feature["features"].bytes_list.value[0], np.float32)
     np.testing.assert_allclose(feature(got), feature(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_records_that_run_short_are_an_error(trained_model_dir, tmp_path):
+    """dataset.json promises more training videos than the records hold:
+    the epoch stops short, which is an error, not a shorter epoch."""
+    from etenet_tf.data import pipeline, records
+    from etenet_tf.text import tokenizer as tokenizer_lib
+    from etenet_tf.training import loop
+    cfg = tiny_cfg(str(tmp_path), records_dir=trained_model_dir.records_dir)
+    info, vocabulary, max_length = stages.load_prepared(cfg)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    model = stages._stage_model(cfg, strategy, info, vocabulary)
+    trainer = stages._make_trainer(cfg, model, strategy, "pretrain", "features", 1e-3)
+    tokenizer = tokenizer_lib.CaptionTokenizer(vocabulary, max_length)
+    shards = records.list_shards(os.path.join(trained_model_dir.model_dir, "features"), "train")
+    assert info["splits"]["train"]["videos"] == 48
+    with pytest.raises(loop.TrainingInputError, match="epoch 1 ended after 6 of 12 steps"):
+        trainer.fit(lambda bs, epoch, ctx: pipeline.train_dataset(
+            shards, "features", tokenizer, bs, epoch=epoch, input_context=ctx),
+            num_videos=96, epochs=1, validate=lambda epoch: pytest.fail("validated"))
