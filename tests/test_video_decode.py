@@ -177,7 +177,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
 
 
 def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path):
-    """A 43-byte GIF declaring a 13000x13000 canvas (169 megapixels, under
+    """A 37-byte GIF declaring a 13000x13000 canvas (169 megapixels, under
     the old 16384-per-side check): refused from the header. Measured before
     the limit: it decoded, and peak memory grew by 647 MB. (A real
     13000x13000 JPEG opened as a video: +276 MB before, refused after.)"""
