@@ -31,11 +31,12 @@ def _step_seconds(ctx, work, grid, temporal, frames, vocabulary, caption_length=
                       global_batch_size=ctx.batch_size, decoder_learning_rate=1e-3,
                       verbose=False)
     rng = np.random.default_rng(0)
-    features = rng.standard_normal((ctx.batch_size,) + model.feature_shape).astype("float32")
+    shape = (frames, grid, grid, model.encoder.output_dim)
+    features = rng.standard_normal((ctx.batch_size,) + shape).astype("float32")
     tokens = rng.integers(4, len(vocabulary), (ctx.batch_size, caption_length + 1)).astype("int32")
     batch = ({"features": features, "tokens": tokens[:, :-1]}, tokens[:, 1:])
     seconds = common.seconds(lambda: trainer.train_step(batch).numpy(), repeats=5, warmup=2)
-    return seconds, model.feature_shape, model.decoder.count_params() + (
+    return seconds, shape, model.decoder.count_params() + (
         model.context.count_params() if model.context is not None else 0)
 
 

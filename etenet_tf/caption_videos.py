@@ -13,6 +13,7 @@ import numpy as np
 from etenet_tf.data import video_decode
 from etenet_tf.evaluation import attention_image
 from etenet_tf.evaluation import predict
+from etenet_tf import files
 from etenet_tf.files import write_json
 from etenet_tf.training import stages as stages_lib
 
@@ -43,15 +44,19 @@ def run_caption(cfg):
     Returns:
         dict path -> error message of the videos that failed.
     """
+    # where the results go is checked before any video is captioned
+    if cfg.output:
+        files.check_file_target(cfg.output, "output")
+    if cfg.attention_dir:
+        files.ensure_directory(cfg.attention_dir, "attention_dir")
     stage = "auto" if cfg.checkpoint == "both" else cfg.checkpoint
     model, stage = stages_lib.load_trained_model(cfg.model_dir, stage)
     num_frames = stages_lib.load_input_spec(cfg.model_dir)["num_frames"]
-    if cfg.attention_dir:
-        os.makedirs(cfg.attention_dir, exist_ok=True)
     results, failures, pictures = {}, {}, set()
     for path in cfg.videos:
         try:
-            frames = video_decode.decode_video(path, num_frames, model.image_size)
+            frames = video_decode.decode_video(path, num_frames, model.image_size,
+                                               max_pixels=cfg.max_frame_pixels)
         except video_decode.VideoDecodeError as e:
             failures[path] = str(e)
             results[path] = {"error": str(e)}

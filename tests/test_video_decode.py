@@ -161,3 +161,139 @@ def test_4k_clip_decodes_in_bounded_memory(tmp_path):
     shape, grown_mb = out.stdout.rsplit(")", 1)
     assert shape + ")" == "(8, 64, 64, 3)"
     assert int(grown_mb) < 300, f"peak memory grew by {grown_mb} MB"
+
+
+_BOMB_MEMORY = """
+import resource, sys
+from etenet_tf.data import video_decode
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    video_decode.decode_video(sys.argv[1], 4, 16)
+    print("decoded")
+except video_decode.VideoDecodeError as e:
+    print("refused:", e)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path):
+    """A 37-byte GIF declaring a 13000x13000 canvas (169 megapixels, under
+    the old 16384-per-side check): refused from the header. Measured before
+    the limit: it decoded, and peak memory grew by 647 MB. (A real
+    13000x13000 JPEG opened as a video: +276 MB before, refused after.)"""
+    import subprocess
+    import sys
+    path = write_gif_bomb(tmp_path / "bomb.gif", 13000)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _BOMB_MEMORY, path], capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ, PYTHONPATH=root))
+    assert out.returncode == 0, out.stderr[-2000:]
+    message, grown_mb = out.stdout.strip().rsplit("\n", 1)
+    assert message.startswith("refused:") and "13000x13000" in message, message
+    assert "--max_frame_pixels" in message
+    assert int(grown_mb) < 100, f"peak memory grew by {grown_mb} MB"
+
+
+def test_pixel_limit_is_a_parameter(tmp_path):
+    path = write_clip(tmp_path / "clip.mp4", 2, 64, 48)
+    assert video_decode.decode_video(path, 2, 16, max_pixels=64 * 48).shape == (2, 16, 16, 3)
+    with pytest.raises(video_decode.VideoDecodeError, match="64x48"):
+        video_decode.decode_video(path, 2, 16, max_pixels=64 * 48 - 1)
+
+
+def write_rotated_clip(path, degrees, hflip=False, vflip=False):
+    """A landscape 64x32 clip, white in its top-right corner, tagged to be
+    shown rotated `degrees` counterclockwise (then mirrored), as phones do."""
+    import av
+    image = np.zeros((32, 64, 3), np.uint8)
+    image[:8, -16:] = 255
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(degrees, hflip=hflip, vflip=vflip)
+        for _ in range(2):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return str(path), image
+
+
+@pytest.mark.parametrize("degrees,hflip,vflip", [
+    (-90, False, False),  # a phone held upright: shown turned clockwise
+    (90, False, False), (180, False, False), (0, True, False), (90, False, True),
+])
+def test_rotation_metadata_is_honoured(tmp_path, degrees, hflip, vflip):
+    path, image = write_rotated_clip(tmp_path / "rotated.mp4", degrees, hflip, vflip)
+    shown = np.rot90(image, degrees // 90)  # how a player shows it
+    if hflip:
+        shown = shown[:, ::-1]
+    if vflip:
+        shown = shown[::-1]
+    from PIL import Image
+    expected = np.asarray(Image.fromarray(np.ascontiguousarray(shown)).resize((32, 32)))
+    frames = video_decode.decode_video(path, 2, 32)
+    # the white corner is where the player shows it (the codec blurs edges a little)
+    for frame in frames:
+        assert np.abs(frame.astype(int) - expected).mean() < 12, (degrees, hflip, vflip)
+    unrotated = np.asarray(Image.fromarray(image).resize((32, 32)))
+    if degrees or hflip or vflip:
+        assert np.abs(frames[0].astype(int) - unrotated).mean() > 30
+
+
+_WORKER = """
+import pickle, sys
+job_function = pickle.loads(bytes.fromhex(sys.argv[1]))
+job = (sys.argv[2], 2, 32, 90, 1 << 26)
+try:
+    jpegs, error = job_function(job)
+except ValueError:  # a job without the size limit
+    jpegs, error = job_function(job[:4])
+assert error is None and len(jpegs) == 2, error
+heavy = sorted(m for m in ("tensorflow", "keras", "tensorflow_text") if m in sys.modules)
+print(job_function.__module__, heavy)
+"""
+
+
+def test_prepare_workers_never_import_tensorflow(tmp_path, monkeypatch):
+    """A spawned prepare worker unpickles the job function prepare hands to
+    its pool (importing that function's module), then runs jobs. Capture
+    that function from a real prepare run and do the same in a fresh
+    interpreter."""
+    import concurrent.futures
+    import pickle
+    import shutil
+    import subprocess
+    import sys
+    from etenet_tf.data import datasets, prepare
+    from test_prepare import _build
+    handed = []
+
+    class InProcessPool:  # records what prepare gives its worker pool
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def map(self, fn, jobs, chunksize=1):
+            handed.append(fn)
+            return map(fn, jobs)
+
+        def shutdown(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.shutdown()
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", InProcessPool)
+    shutil.copy(data_path("moviepy_example_mask.mp4"), tmp_path / "clip.mp4")
+    (tmp_path / "ann.csv").write_text("video,caption,split\nclip.mp4,a clip,train\n")
+    examples = datasets.load_custom(str(tmp_path / "ann.csv"), str(tmp_path))
+    report = prepare.prepare(examples, str(tmp_path / "records"), 2, 32, dataset_name="custom",
+                             vocabulary_builder=_build, workers=1)
+    assert report["written"] == {"train": 1} and len(handed) == 1
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _WORKER, pickle.dumps(handed[0]).hex(),
+                          data_path("moviepy_example_mask.mp4")], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, PYTHONPATH=root))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[1:] == ["[]"], out.stdout  # no TF, Keras or TF Text

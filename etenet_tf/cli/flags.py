@@ -1,8 +1,11 @@
 """absl flags of `main.py`. Experiment presets live in `flags/*.cfg`."""
 
+import math
 import types
 
 from absl import flags
+
+from etenet_tf import limits
 
 STAGES = ("prepare", "pretrain", "finetune", "evaluate", "caption", "export", "all")
 DATASETS = ("shapes", "msrvtt", "msvd", "custom")
@@ -101,7 +104,15 @@ def define_flags():
     d.DEFINE_string("export_dir", "saved_models", "Export root (TF Serving layout).")
     d.DEFINE_string("export_name", "etenet", "Model name under --export_dir.")
     d.DEFINE_integer("export_version", 0, "Version number (0: next free).")
-    d.DEFINE_integer("max_serving_frames", 64, "Most frames a serving request may send.")
+    d.DEFINE_integer("max_serving_frames", limits.MAX_SERVING_FRAMES,
+                     "export: most frames per video in a serving request.")
+    d.DEFINE_integer("max_serving_total_frames", limits.MAX_SERVING_TOTAL_FRAMES,
+                     "export: most frames in one serving request (videos x frames); bounds "
+                     "the memory of a request.")
+    d.DEFINE_integer("max_frame_pixels", limits.MAX_FRAME_PIXELS,
+                     "Most pixels (height x width) a video or JPEG frame may declare; larger "
+                     "ones are refused before decoding (prepare, caption, serving). Default "
+                     "8192x8192.")
 
 
 # stages that build a model from the model flags (later stages read model_config.json)
@@ -138,9 +149,36 @@ def validate(cfg):
         except encoder_lib.EncoderOptionError as e:
             raise FlagError(f"{e} (--spatial_grid / --feature_layer / --image_size)") from None
     for name in ("batch_size", "eval_batch_size", "videos_per_shard", "beam_size",
-                 "max_decode_length", "gradient_accumulation_steps", "calibration_batches"):
+                 "max_decode_length", "gradient_accumulation_steps", "calibration_batches",
+                 "calibration_batch_size", "embedding_dim", "hidden_dim", "attention_dim",
+                 "pretrain_epochs", "finetune_epochs", "shapes_train_per_combination",
+                 "max_serving_frames", "max_serving_total_frames", "max_frame_pixels"):
         if getattr(cfg, name) < 1:
             raise FlagError(f"--{name}={getattr(cfg, name)} must be >= 1")
+    for name in ("workers", "min_word_count", "checkpoint_every_steps", "export_version",
+                 "seed"):
+        if getattr(cfg, name) < 0:
+            raise FlagError(f"--{name}={getattr(cfg, name)} must be >= 0"
+                            + (" (0: one per CPU)" if name == "workers" else ""))
+    if cfg.finetune_blocks < -1:
+        raise FlagError(f"--finetune_blocks={cfg.finetune_blocks} must be -1 (all), 0 or a "
+                        "block count")
+    ranges = {  # name: (low, high, low included, high included)
+        "dropout": (0.0, 1.0, True, False),
+        "label_smoothing": (0.0, 1.0, True, False),
+        "learning_rate": (0.0, math.inf, False, False),
+        "finetune_learning_rate": (0.0, math.inf, True, False),
+        "encoder_learning_rate": (0.0, math.inf, True, False),
+        "clip_norm": (0.0, math.inf, False, False),
+        "length_penalty": (0.0, math.inf, True, False),
+    }
+    for name, (low, high, low_ok, high_ok) in ranges.items():
+        value = getattr(cfg, name)
+        inside = (math.isfinite(value) and (value > low or (low_ok and value == low))
+                  and (value < high or (high_ok and value == high)))
+        if not inside:
+            span = f"{'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+            raise FlagError(f"--{name}={value:g} must be in {span}")
     if cfg.max_caption_length and cfg.max_caption_length < 3:
         raise FlagError("--max_caption_length must be 0 (automatic) or >= 3")
     if cfg.dataset in ("msrvtt", "msvd", "custom") and cfg.stage in ("prepare", "all") \
@@ -148,6 +186,8 @@ def validate(cfg):
         raise FlagError(f"--dataset={cfg.dataset} needs --annotations")
     if cfg.stage == "caption" and not cfg.videos:
         raise FlagError("--stage=caption needs --videos=a.mp4,b.webm,...")
+    if cfg.split not in ("train", "val", "test"):
+        raise FlagError(f"--split={cfg.split} is unknown; choose train, val or test")
     if cfg.mixed_precision == "float16":
         raise FlagError("--mixed_precision=float16 is not supported (two optimizers would "
                         "need two loss scales); use bfloat16")

@@ -11,6 +11,8 @@ from absl import app  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from etenet_tf import files  # noqa: E402
+from etenet_tf import interrupts  # noqa: E402
 from etenet_tf.cli import flags as flags_lib  # noqa: E402
 
 USAGE_ERROR = 2
@@ -19,11 +21,17 @@ USAGE_ERROR = 2
 def _prepare_examples(cfg):
     from etenet_tf.data import datasets, shapes
     if cfg.dataset == "shapes":
-        root = os.path.dirname(os.path.abspath(cfg.records_dir))
-        out = cfg.video_dir and os.path.dirname(os.path.abspath(cfg.video_dir)) or os.path.join(root, "shapes")
+        # clips and annotations go to --video_dir, or beside --records_dir
+        if cfg.video_dir:
+            out = video_dir = cfg.video_dir
+        else:
+            out = os.path.join(os.path.dirname(os.path.abspath(cfg.records_dir)), "shapes")
+            video_dir = os.path.join(out, "videos")
+        if cfg.video_dir:
+            files.ensure_directory(video_dir, "video_dir")
         annotations = shapes.generate(out, (cfg.shapes_train_per_combination, 1, 1),
-                                      seed=cfg.shapes_seed)
-        return datasets.load_custom(annotations, os.path.join(out, "videos"))
+                                      video_dir=video_dir, seed=cfg.shapes_seed)
+        return datasets.load_custom(annotations, video_dir)
     if cfg.dataset == "msrvtt":
         return datasets.load_msrvtt(cfg.annotations, cfg.video_dir)
     if cfg.dataset == "msvd":
@@ -38,6 +46,7 @@ def run_prepare(cfg):
     from etenet_tf.data import prepare
     from etenet_tf.text import tokenizer, vocabulary
 
+    files.ensure_directory(cfg.records_dir, "records_dir")
     examples = _prepare_examples(cfg)
     start = time.time()
     last = [0.0]
@@ -48,14 +57,21 @@ def run_prepare(cfg):
             last[0] = now
             print(f"\rprepare: {done}/{total} videos", end="\n" if done == total else "",
                   flush=True)
+            mid_line[0] = done != total
 
-    report = prepare.prepare(
-        examples, cfg.records_dir, cfg.frames, cfg.image_size, dataset_name=cfg.dataset,
-        vocabulary_builder=lambda caps: vocabulary.Vocabulary.build(
-            tokenizer.words_of(caps), cfg.min_word_count),
-        videos_per_shard=cfg.videos_per_shard, workers=cfg.workers or None,
-        strict=cfg.strict, progress=progress,
-    )
+    mid_line = [False]
+    try:
+        report = prepare.prepare(
+            examples, cfg.records_dir, cfg.frames, cfg.image_size, dataset_name=cfg.dataset,
+            vocabulary_builder=lambda caps: vocabulary.Vocabulary.build(
+                tokenizer.words_of(caps), cfg.min_word_count),
+            videos_per_shard=cfg.videos_per_shard, workers=cfg.workers or None,
+            strict=cfg.strict, max_pixels=cfg.max_frame_pixels, progress=progress,
+        )
+    except BaseException:
+        if mid_line[0]:
+            print(flush=True)  # end the progress line before the error line
+        raise
     written = ", ".join(f"{k} {v}" for k, v in report["written"].items()) or "none"
     print(f"prepare: wrote {written} videos to {cfg.records_dir} in {time.time() - start:.1f}s; "
           f"skipped {len(report['missing'])} missing, {len(report['undecodable'])} undecodable, "
@@ -94,16 +110,29 @@ def _user_errors():
     """Exceptions that mean 'the user must fix something', by exit code."""
     from etenet_tf.data.datasets import AnnotationError
     from etenet_tf.data.prepare import PrepareError
+    from etenet_tf.data.records import CorruptRecordsError
     from etenet_tf.model.encoder import EncoderWeightsError
     from etenet_tf.export.serving import ExportWriteError
-    from etenet_tf.training.checkpoints import CheckpointWriteError, NoCheckpointError
-    from etenet_tf.training.loop import TrainingDivergedError
+    from etenet_tf.text.vocabulary import VocabularyError
+    from etenet_tf.training.checkpoints import (CheckpointWriteError, CorruptCheckpointError,
+                                                NoCheckpointError)
+    from etenet_tf.training.loop import TrainingDivergedError, TrainingInputError
     from etenet_tf.training.stages import ModelDirError
     from etenet_tf.errors import UsageError
-    usage = (flags_lib.FlagError, NoCheckpointError, UsageError)
+    usage = (flags_lib.FlagError, NoCheckpointError, files.WriteTargetError, TrainingInputError,
+             UsageError)
     other = (AnnotationError, PrepareError, EncoderWeightsError, ModelDirError,
-             TrainingDivergedError, FileNotFoundError, CheckpointWriteError, ExportWriteError)
+             TrainingDivergedError, FileNotFoundError, CheckpointWriteError, ExportWriteError,
+             CorruptRecordsError, CorruptCheckpointError, VocabularyError, files.LockedError)
     return usage, other
+
+
+def _message(error):
+    """An exception's message as its author wrote it (`str(KeyError(m))`
+    would add quotes)."""
+    if len(error.args) == 1 and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error)
 
 
 def main(argv):
@@ -111,21 +140,26 @@ def main(argv):
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (flags need --name=value)")
     logging.set_verbosity(logging.WARNING)  # TF's per-save INFO lines drown the progress bars
     cfg = flags_lib.snapshot()
-    usage, other = _user_errors()
     try:
+        usage, other = (), ()
         flags_lib.validate(cfg)
+        usage, other = _user_errors()
         result = run_stage(cfg)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (interrupts.install)
+        detail = getattr(e, "detail", None)
+        _fail(f"stopped by {interrupts.signal_name(e)}{'; ' + detail if detail else ''}; re-run "
+              "the same command to resume", code=interrupts.exit_code(e))
+    except flags_lib.FlagError as e:
+        _fail(_message(e))
     except usage as e:
-        _fail(str(e).strip("'\""))
+        _fail(_message(e))
     except other as e:
-        _fail(str(e).strip("'\""), code=1)
+        _fail(_message(e), code=1)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
         _fail(f"could not write {e.filename or 'a file'}: {e.strerror}. Free disk space and "
               "re-run the same command: finished work is kept", code=1)
-    except KeyboardInterrupt:
-        _fail("interrupted; re-run the same command to resume", code=130)
     if cfg.stage == "caption" and result:
         sys.exit(1)  # some videos failed; each got its own error line
 
@@ -139,9 +173,17 @@ def _parse(argv):
     try:
         return absl_flags.FLAGS(argv)
     except absl_flags.Error as e:
-        _fail(str(e))
+        # absl prefixes some messages with its own "ERROR:" tag
+        message = str(e)
+        while message.upper().startswith("ERROR:"):
+            message = message[len("ERROR:"):].lstrip(": ")
+        _fail(message)
 
 
 def run():
+    interrupts.install()
     flags_lib.define_flags()
-    app.run(main, flags_parser=_parse)
+    try:
+        app.run(main, flags_parser=_parse)
+    except KeyboardInterrupt as e:  # before main() started
+        _fail(f"stopped by {interrupts.signal_name(e)}", code=interrupts.exit_code(e))

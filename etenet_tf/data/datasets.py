@@ -258,13 +258,14 @@ def load_msvd(captions_path, video_dir, split_dir=None, mapping_path=None):
 def load_custom(path, video_dir):
     """A user's own data: CSV or JSONL of video + caption (+ optional split).
 
-    CSV needs a header with columns `video` and `caption` (optional `split`);
-    JSONL needs objects with `video` and `caption` (a string or a list of
-    strings), optional `split` and optional `attributes`: what is known to
-    be in the clip, `{name: value}` or `{name: [value, paraphrase, ...]}`,
-    e.g. `{"colour": "red", "direction": ["up", "upwards"]}`; evaluation
-    then reports how often captions name each value right. Several rows
-    may name the same video.
+    CSV needs a header with columns `video` and `caption` (optional `split`),
+    in any case and with spaces around them, as spreadsheets write it (a
+    UTF-8 byte-order mark is fine too); JSONL needs objects with `video` and
+    `caption` (a string or a list of strings), optional `split` and optional
+    `attributes`: what is known to be in the clip, `{name: value}` or
+    `{name: [value, paraphrase, ...]}`, e.g. `{"colour": "red", "direction":
+    ["up", "upwards"]}`; evaluation then reports how often captions name each
+    value right. Several rows may name the same video.
     `video` is a path relative to `video_dir`. Rows without a split go to
     `test` (captioning/evaluation data).
 
@@ -276,12 +277,15 @@ def load_custom(path, video_dir):
         raise AnnotationError(f"annotation file not found: {path}")
     rows = []
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:
             if path.lower().endswith(".csv"):
-                reader = csv.DictReader(f)
-                if not reader.fieldnames or not {"video", "caption"} <= set(reader.fieldnames):
+                reader = csv.DictReader(f, skipinitialspace=True)
+                found = reader.fieldnames or []
+                reader.fieldnames = [str(name).strip().lower() for name in found]
+                if not {"video", "caption"} <= set(reader.fieldnames):
                     raise AnnotationError(
-                        f"{path}: the CSV header must name the columns 'video' and 'caption'"
+                        f"{path}: the CSV header must name the columns video and caption "
+                        f"(optional: split); its first line is: {','.join(found)[:200]}"
                     )
                 rows = list(reader)
             else:

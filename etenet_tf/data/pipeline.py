@@ -91,5 +91,6 @@ def eval_dataset(files, kind, batch_size, *, image_size=None, input_context=None
 
 
 def steps_per_epoch(num_videos, global_batch_size):
-    """Full batches in one epoch (at least 1 when there is any video)."""
-    return max(num_videos // global_batch_size, 1 if num_videos else 0)
+    """Full batches in one epoch (the remainder is dropped, so 0 when the
+    split is smaller than one batch)."""
+    return num_videos // global_batch_size

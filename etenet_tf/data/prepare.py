@@ -4,11 +4,16 @@ Videos are decoded in parallel worker processes (PyAV + Pillow, no
 TensorFlow there), each yielding `num_frames` JPEG frames of
 `image_size` pixels. The parent writes shards in order, each atomically.
 
-Resuming: a shard whose final file exists is kept and its videos are not
-decoded again; the shard layout depends only on the annotations and
-`videos_per_shard`, so a re-run recomputes the same layout. Per-shard
-problem lists are stored beside each shard (`*.problems.json`, written
-before the shard itself) so the final report is complete after a resume.
+Resuming: a shard whose final file exists and matches its checksum is
+kept and its videos are not decoded again; the shard layout depends only
+on the annotations and `videos_per_shard`, so a re-run recomputes the same
+layout. A shard that fails its checksum (damaged on disk) is written
+again. Per-shard problem lists are stored beside each shard
+(`*.problems.json`, written before the shard itself) so the final report
+is complete after a resume.
+
+Two prepare runs never write one records directory at once: the second
+refuses (`files.exclusive_lock`).
 
 Problem videos (missing file, undecodable, empty, unsafe id) are skipped
 and listed in `prepare_report.json`; with `strict=True` the first one
@@ -17,10 +22,15 @@ stops the run.
 
 import collections
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import os
+import signal
+import sys
 
+from etenet_tf import files
+from etenet_tf import limits
 from etenet_tf.data import attributes as attributes_lib
 from etenet_tf.data import records
 from etenet_tf.data import video_decode
@@ -34,16 +44,6 @@ VOCABULARY_FILE = "vocab.txt"
 
 class PrepareError(Exception):
     """Prepare cannot go on (strict mode, or inconsistent output dir)."""
-
-
-def _decode_job(job):
-    path, num_frames, image_size, quality = job
-    try:
-        return video_decode.decode_video_to_jpegs(path, num_frames, image_size, quality), None
-    except video_decode.VideoDecodeError as e:
-        return None, str(e)
-    except Exception as e:  # a decoder crash must not kill the whole run
-        return None, f"{path}: {type(e).__name__}: {e}"
 
 
 def plan_shards(examples, videos_per_shard):
@@ -60,7 +60,7 @@ def plan_shards(examples, videos_per_shard):
 
 def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
             vocabulary_builder, videos_per_shard=64, workers=None, strict=False,
-            jpeg_quality=90, progress=None):
+            jpeg_quality=90, max_pixels=limits.MAX_FRAME_PIXELS, progress=None):
     """Writes frame records, the vocabulary, `dataset.json`, the report and,
     when examples have attributes, `attributes.json`.
 
@@ -76,12 +76,65 @@ def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
         workers: decoding processes (default: CPU count).
         strict: raise `PrepareError` on the first problem video.
         jpeg_quality: JPEG quality of stored frames.
+        max_pixels: videos whose frames have more pixels are skipped (their
+            size is checked before decoding).
         progress: optional callable(done_videos, total_videos).
 
     Returns:
         The report dict (also written to `prepare_report.json`).
+
+    Raises:
+        files.LockedError: another run is writing `output_dir`.
     """
-    os.makedirs(output_dir, exist_ok=True)
+    files.ensure_directory(output_dir, "records_dir")
+    with files.exclusive_lock(output_dir, "--stage=prepare"):
+        return _prepare(examples, output_dir, num_frames, image_size, dataset_name,
+                        vocabulary_builder, videos_per_shard, workers, strict, jpeg_quality,
+                        max_pixels, progress)
+
+
+def _read_problems(path):
+    """The problem list beside a shard, or None if it is missing or damaged."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            problems = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return problems if isinstance(problems, list) else None
+
+
+def _decoded(jobs, workers):
+    """Yields `video_decode.decode_job` results in job order, from a pool of
+    worker processes. If the consumer stops (Ctrl-C, SIGTERM, an error),
+    jobs not started are cancelled and the parent does not wait for them."""
+    # spawn: never fork a process holding TF; the job function's module
+    # (video_decode) is all a worker imports, and it imports no TF
+    context = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=video_decode.worker_init)
+    finished = False
+    try:
+        # The workers start inside map(). They inherit this thread's signal
+        # mask, so Ctrl-C (sent to the whole process group) cannot reach one
+        # before its initializer has made it ignore Ctrl-C.
+        signals = {signal.SIGINT, signal.SIGTERM}
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        try:
+            results = pool.map(video_decode.decode_job, jobs, chunksize=1)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        yield from results
+        finished = True
+    except concurrent.futures.process.BrokenProcessPool:
+        raise PrepareError(
+            "a decoding worker process died (killed, or out of memory?); re-run the same "
+            "command: finished shards are kept") from None
+    finally:
+        pool.shutdown(wait=finished, cancel_futures=not finished)
+
+
+def _prepare(examples, output_dir, num_frames, image_size, dataset_name, vocabulary_builder,
+             videos_per_shard, workers, strict, jpeg_quality, max_pixels, progress):
     records.remove_partial_files(output_dir)
     params = {"dataset": dataset_name, "num_frames": num_frames, "image_size": image_size,
               "videos_per_shard": videos_per_shard, "jpeg_quality": jpeg_quality}
@@ -108,7 +161,17 @@ def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
     todo = []  # (split, shard index, shard count, examples)
     for split, shards in sorted(plan.items()):
         for i, shard in enumerate(shards):
-            if not os.path.exists(os.path.join(output_dir, records.shard_name(split, i, len(shards)))):
+            path = os.path.join(output_dir, records.shard_name(split, i, len(shards)))
+            if not os.path.exists(path):
+                todo.append((split, i, len(shards), shard))
+                continue
+            reason = records.verify_shard(path)
+            if reason is None and _read_problems(path + ".problems.json") is None:
+                reason = "its .problems.json is missing or damaged"
+            if reason:
+                print(f"prepare: {path} is corrupt ({reason}); writing it again",
+                      file=sys.stderr, flush=True)
+                records.remove_shard(path)
                 todo.append((split, i, len(shards), shard))
     total = sum(len(s) for shards in plan.values() for s in shards)
     done = total - sum(len(t[3]) for t in todo)
@@ -117,10 +180,10 @@ def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
 
     if todo:
         workers = workers or os.cpu_count() or 1
-        jobs = [(ex.path, num_frames, image_size, jpeg_quality) for t in todo for ex in t[3]]
-        context = multiprocessing.get_context("spawn")  # never fork a process holding TF
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            results = pool.map(_decode_job, jobs, chunksize=1)
+        jobs = [(ex.path, num_frames, image_size, jpeg_quality, max_pixels)
+                for t in todo for ex in t[3]]
+        results = _decoded(jobs, workers)
+        with contextlib.closing(results):
             for split, i, count, shard in todo:
                 serialized, problems = [], []
                 for ex in shard:
@@ -143,8 +206,7 @@ def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
     for split, shards in plan.items():
         for i, shard in enumerate(shards):
             name = records.shard_name(split, i, len(shards))
-            with open(os.path.join(output_dir, name + ".problems.json"), encoding="utf-8") as f:
-                problems = json.load(f)
+            problems = _read_problems(os.path.join(output_dir, name + ".problems.json"))
             undecodable.extend(problems)
             written[split] += len(shard) - len(problems)
 

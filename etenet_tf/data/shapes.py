@@ -6,7 +6,8 @@ motion, so a model must look at what is in a frame and at how it changes
 over time. Generation is deterministic for a given seed: the same command
 writes byte-identical videos on every machine with the same FFmpeg.
 
-Layout written under `output_dir`:
+Layout written under `output_dir` (the clips go to `video_dir` instead
+when one is given):
     videos/<split>_<nnnn>.mp4   MPEG-4 Part 2 clips (FFmpeg's own encoder)
     annotations.jsonl           {"video", "caption": [...], "split",
                                 "attributes"} rows, read back with
@@ -16,11 +17,14 @@ Layout written under `output_dir`:
 import itertools
 import json
 import os
+import re
 
 import av
 import numpy as np
 
-from etenet_tf.files import atomic_path, write_json
+from etenet_tf import files
+
+_CLIP_NAME = re.compile(r"(train|val|test)_\d{4}\.mp4")
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -110,18 +114,20 @@ def _shape_mask(shape, x, y, r):
 
 def write_clip(path, frames, fps=12):
     """Writes frames to an MPEG-4 file, atomically (temp file + rename)."""
-    with atomic_path(path) as tmp, av.open(tmp, mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"qscale": "3"}
-        for img in frames:
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    with files.atomic_path(path, tmp=f"{path}.tmp-{os.getpid()}.mp4") as tmp:
+        with av.open(tmp, mode="w") as container:
+            stream = container.add_stream("mpeg4", rate=fps)
+            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"qscale": "3"}
+            for img in frames:
+                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
 
 
-def generate(output_dir, videos_per_combination=(5, 1, 1), num_frames=24, size=96, seed=1234):
+def generate(output_dir, videos_per_combination=(5, 1, 1), num_frames=24, size=96, seed=1234,
+             video_dir=None):
     """Generates the dataset (skipping clips that already exist).
 
     Every (colour, shape, direction) combination appears in every split;
@@ -132,26 +138,31 @@ def generate(output_dir, videos_per_combination=(5, 1, 1), num_frames=24, size=9
     are deleted and made again.
 
     Args:
-        output_dir: where `videos/` and `annotations.jsonl` go.
+        output_dir: where `annotations.jsonl` (and by default `videos/`) go.
         videos_per_combination: clips per combination for (train, val, test).
         num_frames: frames per clip.
         size: side of the frames.
         seed: generation seed.
+        video_dir: where the clips go (default `<output_dir>/videos`).
 
     Returns:
         Path of `annotations.jsonl`.
     """
-    video_dir = os.path.join(output_dir, "videos")
+    video_dir = video_dir or os.path.join(output_dir, "videos")
     os.makedirs(video_dir, exist_ok=True)
+    os.makedirs(output_dir, exist_ok=True)
     settings = {"videos_per_combination": list(videos_per_combination),
                 "num_frames": num_frames, "size": size, "seed": seed}
     settings_path = os.path.join(output_dir, "generation.json")
     if os.path.isfile(settings_path):
         with open(settings_path, encoding="utf-8") as f:
             if json.load(f) != settings:
+                # clips of other settings are made again (only the clips this
+                # module names: a user's --video_dir may hold other files)
                 for name in os.listdir(video_dir):
-                    os.remove(os.path.join(video_dir, name))
-    write_json(settings_path, settings)
+                    if _CLIP_NAME.fullmatch(name):
+                        os.remove(os.path.join(video_dir, name))
+    files.write_json(settings_path, settings)
     combos = list(itertools.product(COLOURS, SHAPES, DIRECTIONS))
     rows = []
     for split_no, (split, per_combo) in enumerate(zip(("train", "val", "test"), videos_per_combination)):
@@ -171,7 +182,5 @@ def generate(output_dir, videos_per_combination=(5, 1, 1), num_frames=24, size=9
                     "attributes": attributes_for(colour, shape, direction),
                 })
     annotations = os.path.join(output_dir, "annotations.jsonl")
-    with atomic_path(annotations) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    files.write_text(annotations, "".join(json.dumps(row) + "\n" for row in rows))
     return annotations

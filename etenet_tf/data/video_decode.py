@@ -21,16 +21,28 @@ Every frame is converted by FFmpeg's swscale straight to `image_size` x
 `image_size` RGB (aspect ratio not kept, as for the ImageNet encoders), so
 paletted GIFs, bgra, yuv444 and alpha streams all come out as RGB uint8 and
 full-size frames never accumulate in memory.
+
+Size limit: a stream that declares more than `max_pixels` pixels per frame
+is refused before anything is decoded, and FFmpeg's own `max_pixels`
+option (set with slack for its padding) refuses much larger frames later
+in the stream (a size change, or a stream that declares no size).
+
+Rotation: a clip whose display matrix says it is shown rotated or
+mirrored (a phone held upright records landscape frames and tags them
+"rotate 90") is decoded as it is shown. The small square frame is
+rotated, which equals rotating before the resize since the aspect ratio
+is not kept.
 """
 
 import io
+import signal
+import struct
 
 import av
 import numpy as np
 from PIL import Image
 
-# Anything larger is almost certainly a corrupt header; refuse early.
-MAX_DIMENSION = 16384
+from etenet_tf import limits
 
 
 class VideoDecodeError(Exception):
@@ -57,20 +69,61 @@ def sample_indices(num_source_frames, num_frames):
     ]
 
 
-def decode_video(path, num_frames, image_size):
+def orient(image, display_matrix):
+    """Turns a decoded `[H, W, C]` frame the way its display matrix shows it.
+
+    Args:
+        image: the frame as stored.
+        display_matrix: FFmpeg's 3x3 display matrix as 9 int32 (16.16
+            fixed point), or None. It maps a stored pixel (x, y) to
+            (a*x + c*y, b*x + d*y) on screen, y pointing down; only
+            rotations by multiples of 90 degrees and mirroring are applied.
+
+    Returns:
+        The frame as displayed (a view; H and W swap for 90 and 270 degrees).
+    """
+    if display_matrix is None:
+        return image
+    a, b, _, c, d = (int(np.sign(v)) for v in display_matrix[:5])
+    if a == 0 and d == 0 and b and c:  # quarter turn: x' depends on y
+        image = image.transpose(1, 0, 2)
+        if c < 0:
+            image = image[:, ::-1]
+        if b < 0:
+            image = image[::-1]
+    elif b == 0 and c == 0 and a and d:
+        if a < 0:
+            image = image[:, ::-1]
+        if d < 0:
+            image = image[::-1]
+    return image
+
+
+def _display_matrix(frame):
+    data = frame.side_data.get("DISPLAYMATRIX")
+    if data is None or data.buffer_size < 36:
+        return None
+    return struct.unpack("<9i", bytes(data)[:36])
+
+
+def decode_video(path, num_frames, image_size, max_pixels=limits.MAX_FRAME_PIXELS):
     """Decodes `num_frames` uniformly sampled RGB frames of a video file.
 
     Args:
         path: path of a video file in any container FFmpeg reads.
         num_frames: number of frames to return.
         image_size: side of the square output frames, in pixels.
+        max_pixels: most pixels (width x height) a frame may have; a
+            stream declaring more is refused before decoding.
 
     Returns:
-        uint8 array of shape `[num_frames, image_size, image_size, 3]`.
+        uint8 array of shape `[num_frames, image_size, image_size, 3]`,
+        upright as the clip's rotation metadata says it is displayed.
 
     Raises:
         VideoDecodeError: the file is missing, not a video, has no video
-            stream, or no frame could be decoded.
+            stream, frames larger than `max_pixels`, or no frame could be
+            decoded.
     """
     if num_frames < 1 or image_size < 1:
         raise ValueError("num_frames and image_size must be >= 1")
@@ -88,19 +141,24 @@ def decode_video(path, num_frames, image_size):
             raise VideoDecodeError(f"{path}: the file has no video stream")
         stream = streams[0]
         stream.thread_type = "AUTO"
-        if stream.width > MAX_DIMENSION or stream.height > MAX_DIMENSION:
-            raise VideoDecodeError(
-                f"{path}: declared size {stream.width}x{stream.height} exceeds "
-                f"{MAX_DIMENSION} pixels per side"
-            )
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > max_pixels:
+            raise VideoDecodeError(_too_large(path, width, height, max_pixels))
+        # FFmpeg refuses to allocate larger frames (a stream that declares no
+        # size or changes it). Its check includes the decoder's padding, so
+        # it gets slack; every decoded frame is checked exactly below.
+        stream.codec_context.options = {"max_pixels": str(2 * max_pixels + (1 << 20))}
         try:
             for frame in container.decode(stream):
+                if frame.width * frame.height > max_pixels:
+                    raise VideoDecodeError(_too_large(path, frame.width, frame.height, max_pixels))
                 if count % stride == 0:
-                    kept.append(
+                    kept.append(orient(
                         frame.reformat(
                             width=image_size, height=image_size, format="rgb24"
-                        ).to_ndarray()
-                    )
+                        ).to_ndarray(),
+                        _display_matrix(frame),
+                    ))
                     if len(kept) > capacity:
                         kept = kept[::2]
                         stride *= 2
@@ -108,7 +166,10 @@ def decode_video(path, num_frames, image_size):
         except (av.FFmpegError, ValueError) as e:
             # A truncated file: keep what decoded, fail only if nothing did.
             if count == 0:
-                raise VideoDecodeError(f"{path}: no decodable frames ({_reason(e)})") from e
+                raise VideoDecodeError(f"{path}: no decodable frames ({_reason(e)}; frames "
+                                       f"over {max_pixels} pixels are refused)"
+                                       if "max_pixels" in str(e) else
+                                       f"{path}: no decodable frames ({_reason(e)})") from e
     if count == 0:
         raise VideoDecodeError(f"{path}: the video stream holds no frames")
     picks = [
@@ -125,14 +186,47 @@ def encode_jpeg(frame, quality=90):
     return buffer.getvalue()
 
 
-def decode_video_to_jpegs(path, num_frames, image_size, quality=90):
+def decode_video_to_jpegs(path, num_frames, image_size, quality=90,
+                          max_pixels=limits.MAX_FRAME_PIXELS):
     """`decode_video`, then JPEG-encodes each frame. Used by prepare workers.
 
     Returns:
         A list of `num_frames` JPEG byte strings.
     """
-    frames = decode_video(path, num_frames, image_size)
+    frames = decode_video(path, num_frames, image_size, max_pixels)
     return [encode_jpeg(f, quality) for f in frames]
+
+
+def worker_init():
+    """Initialiser of prepare's worker processes: Ctrl-C and SIGTERM are the
+    parent's to handle (it stops the pool), so a worker finishes or drops
+    its video quietly instead of printing a traceback each. The parent
+    starts the workers with both signals blocked, so none arrives before
+    this runs; they are unblocked once ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def decode_job(job):
+    """One prepare worker job: `(path, num_frames, image_size, quality,
+    max_pixels)` -> `(jpegs, None)` or `(None, error message)`.
+
+    It lives here, not in `prepare`, because a worker process imports the
+    module of the function it runs, and this one imports no TensorFlow.
+    """
+    path, num_frames, image_size, quality, max_pixels = job
+    try:
+        return decode_video_to_jpegs(path, num_frames, image_size, quality, max_pixels), None
+    except VideoDecodeError as e:
+        return None, str(e)
+    except Exception as e:  # a decoder crash must not kill the whole run
+        return None, f"{path}: {type(e).__name__}: {e}"
+
+
+def _too_large(path, width, height, max_pixels):
+    return (f"{path}: frames of {width}x{height} ({width * height} pixels) exceed the "
+            f"limit of {max_pixels} pixels (--max_frame_pixels)")
 
 
 def _reason(error):

@@ -7,12 +7,10 @@ spatial grid, each cell shows the frame itself, lit where the word
 attended (grid cells scaled to the frame) and dimmed elsewhere.
 """
 
-import os
-
 import numpy as np
 from PIL import Image, ImageDraw
 
-from etenet_tf.files import atomic_path
+from etenet_tf import files
 
 _CELL = 64
 _LABEL = 96
@@ -70,5 +68,5 @@ def attention_image(frames, words, attention):
 
 def save_attention_image(path, frames, words, attention):
     """Writes the picture as PNG, atomically."""
-    with atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         Image.fromarray(attention_image(frames, words, attention)).save(tmp, format="PNG")

@@ -11,6 +11,7 @@ from etenet_tf.data import records
 from etenet_tf.evaluation import attributes as attributes_lib
 from etenet_tf.evaluation import metrics as metrics_lib
 from etenet_tf.evaluation import predict
+from etenet_tf import files as files_lib
 from etenet_tf.files import write_json
 from etenet_tf.training import checkpoints as checkpoints_lib
 from etenet_tf.training import stages as stages_lib
@@ -48,6 +49,7 @@ def run_evaluate(cfg):
     files = records.list_shards(cfg.records_dir, cfg.split)
     if not files:
         raise FileNotFoundError(f"no {cfg.split} records in {cfg.records_dir}")
+    files_lib.ensure_directory(os.path.join(cfg.model_dir, "evaluation"), "model_dir")
     if cfg.checkpoint == "both":
         wanted = [s for s in stages_lib.STAGES
                   if checkpoints_lib.read_best(os.path.join(cfg.model_dir, s))]
@@ -56,7 +58,8 @@ def run_evaluate(cfg):
                 f"no trained checkpoint in {cfg.model_dir}: run --stage=pretrain first")
     else:
         wanted = [cfg.checkpoint]
-    rows = [evaluate_stage(cfg, stage, files, info["image_size"]) for stage in wanted]
+    with stages_lib.reading_records(cfg):
+        rows = [evaluate_stage(cfg, stage, files, info["image_size"]) for stage in wanted]
     print(f"{cfg.split} split, beam size {cfg.beam_size}:")
     print(metrics_lib.format_table(rows))
     print(f"predictions and scores: {os.path.join(cfg.model_dir, 'evaluation')}")

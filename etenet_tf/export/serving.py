@@ -13,12 +13,15 @@ own op set runs it):
   -> `captions` string `[batch]`, `scores` float32 `[batch]`.
 - `serving_frames`: `frames` float32 `[batch, frames, height, width, 3]`
   (RGB, 0-255, any size) -> the same outputs.
-Frames are resized to the model's input size in the graph, and a model
-trained on T frames per clip (any grid or temporal option) takes T frames
-spread uniformly over the frames sent, as `prepare` samples them; the encoder,
-beam search and detokenisation all run inside. A wrong dtype or rank, a
-last dimension other than 3, zero frames, more than `max_frames` frames,
-or bytes that are not JPEG fail with InvalidArgument and a message saying
+Frames of any size and aspect ratio are resized (antialiased) to the
+model's input size in the graph, and a model trained on T frames per clip
+(any grid or temporal option) takes T frames spread uniformly over the
+frames sent, as `prepare` samples them; the encoder, beam search and
+detokenisation all run inside. A wrong dtype or rank, a last dimension
+other than 3, zero frames, more than `max_frames` frames per video or
+`max_total_frames` per request, a frame larger than `max_frame_pixels`
+(for JPEGs: the size its header declares, checked before decoding), or
+bytes that are not JPEG fail with InvalidArgument and a message saying
 which; the next request is unaffected. (Both inputs are declared with
 unknown rank so that the graph itself checks the rank.)
 """
@@ -30,21 +33,16 @@ import shutil
 import keras
 import tensorflow as tf
 
+from etenet_tf import files
 from etenet_tf.evaluation import predict
-from etenet_tf.files import write_failure_reason
+from etenet_tf import limits
+from etenet_tf.data import records
+from etenet_tf.files import write_failure_advice, write_failure_reason
 from etenet_tf.training import stages as stages_lib
 
 
 class ExportWriteError(Exception):
     """The SavedModel could not be written (disk full, quota, permissions)."""
-
-
-def _resize(frames, size):
-    """float `[N, H, W, 3]` -> float `[N, size, size, 3]` (no-op when equal)."""
-    shape = tf.shape(frames)
-    same = tf.logical_and(tf.equal(shape[1], size), tf.equal(shape[2], size))
-    return tf.cond(same, lambda: tf.ensure_shape(frames, [None, size, size, 3]),
-                   lambda: tf.image.resize(frames, [size, size]))
 
 
 def resample_frames(frames, num_frames):
@@ -57,15 +55,32 @@ def resample_frames(frames, num_frames):
     return tf.gather(frames, index, axis=1)
 
 
-def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
-    """A `keras.export.ExportArchive` with both serving signatures."""
+def build_archive(model, *, beam_size, max_length, length_penalty,
+                  max_frames=limits.MAX_SERVING_FRAMES,
+                  max_total_frames=limits.MAX_SERVING_TOTAL_FRAMES,
+                  max_frame_pixels=limits.MAX_FRAME_PIXELS):
+    """A `keras.export.ExportArchive` with both serving signatures.
+
+    Args:
+        model: the trained captioner.
+        beam_size, max_length, length_penalty: beam search settings.
+        max_frames: most frames per video in a request.
+        max_total_frames: most frames in a request (videos x frames); the
+            encoder runs on all of them at once, so this bounds memory.
+        max_frame_pixels: most pixels a frame may have (for JPEGs: may
+            declare in its header, checked before decoding).
+    """
     size = model.image_size
 
-    def check_frames(num_frames):
+    def check_request(batch, num_frames):
         return [
             tf.debugging.assert_positive(num_frames, message="the request holds zero frames"),
             tf.debugging.assert_less_equal(
                 num_frames, max_frames, message=f"at most {max_frames} frames per video"),
+            tf.debugging.assert_less_equal(
+                tf.cast(batch, tf.int64) * tf.cast(num_frames, tf.int64),
+                tf.constant(max_total_frames, tf.int64),
+                message=f"at most {max_total_frames} frames per request (videos x frames)"),
         ]
 
     generator = predict.caption_generator(model, beam_size, max_length, length_penalty)
@@ -81,26 +96,35 @@ def build_archive(model, *, beam_size, max_length, length_penalty, max_frames):
     def serve_jpeg(frames_jpeg):
         frames_jpeg = tf.ensure_shape(frames_jpeg, [None, None], name="frames_jpeg")
         batch, num_frames = tf.shape(frames_jpeg)[0], tf.shape(frames_jpeg)[1]
-        with tf.control_dependencies(check_frames(num_frames)):
+        with tf.control_dependencies(check_request(batch, num_frames)):
             if model.num_frames:  # decode only the frames the model uses
                 frames_jpeg = resample_frames(frames_jpeg, model.num_frames)
                 num_frames = tf.shape(frames_jpeg)[1]
             flat = tf.reshape(frames_jpeg, [-1])
+        # one frame at a time: only one full-size frame is ever in memory
         images = tf.map_fn(
-            lambda b: _resize(tf.cast(tf.io.decode_jpeg(b, channels=3), tf.float32)[None], size)[0],
+            lambda jpeg: records.resize_frames(
+                records.decode_jpeg_checked(jpeg, max_frame_pixels), size),
             flat, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+            parallel_iterations=1,
         )
         return caption(tf.reshape(images, [batch, num_frames, size, size, 3]))
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="frames")])
     def serve_frames(frames):
         frames = tf.ensure_shape(frames, [None, None, None, None, 3], name="frames")
-        with tf.control_dependencies(check_frames(tf.shape(frames)[1])):
+        shape = tf.shape(frames)
+        checks = check_request(shape[0], shape[1]) + [tf.debugging.assert_less_equal(
+            tf.cast(shape[2], tf.int64) * tf.cast(shape[3], tf.int64),
+            tf.constant(max_frame_pixels, tf.int64),
+            message=f"{records.FRAME_TOO_LARGE}: frames have more than {max_frame_pixels} "
+                    "pixels (height x width; the limit is --max_frame_pixels)")]
+        with tf.control_dependencies(checks):
             if model.num_frames:
                 frames = resample_frames(frames, model.num_frames)
-            shape = tf.shape(frames)
+                shape = tf.shape(frames)
             flat = tf.reshape(frames, [-1, shape[2], shape[3], 3])
-        images = _resize(flat, size)
+        images = records.resize_frames(flat, size)
         return caption(tf.reshape(images, [shape[0], shape[1], size, size, 3]))
 
     archive = keras.export.ExportArchive()
@@ -115,39 +139,73 @@ def next_version(model_root):
     return max(versions, default=0) + 1
 
 
-def export(model, export_dir, name, *, version=0, beam_size=5, max_length=20,
-           length_penalty=0.6, max_frames=64):
-    """Writes the SavedModel atomically; returns its final path."""
+def check_export_target(export_dir, name, version=0):
+    """Checks, before any work, that the export can be written: the export
+    root is a writable directory and an explicit version is still free.
+
+    Returns:
+        The model root `<export_dir>/<name>`.
+
+    Raises:
+        files.WriteTargetError: it cannot; the message names the flag.
+    """
+    files.ensure_directory(export_dir, "export_dir")
     root = os.path.join(export_dir, name)
-    os.makedirs(root, exist_ok=True)
-    for stale in glob.glob(os.path.join(root, ".tmp-*")):
-        shutil.rmtree(stale, ignore_errors=True)
-    version = version or next_version(root)
-    final = os.path.join(root, str(version))
-    if os.path.exists(final):
-        raise FileExistsError(f"{final} already exists; pass another --export_version")
-    tmp = os.path.join(root, f".tmp-{version}-{os.getpid()}")
-    try:
-        archive = build_archive(model, beam_size=beam_size, max_length=max_length,
-                                length_penalty=length_penalty, max_frames=max_frames)
-        archive.write_out(tmp, verbose=False)
-        os.replace(tmp, final)
-    except (OSError, tf.errors.OpError) as e:
-        raise ExportWriteError(
-            f"could not write the export ({write_failure_reason(e)}); nothing was "
-            f"published at {final} and earlier versions are untouched. Free disk space and re-run"
-        ) from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    files.ensure_directory(root, "export_name",
+                           label=f"--export_dir={export_dir} --export_name={name} ({root})")
+    if version and os.path.exists(os.path.join(root, str(version))):
+        raise files.WriteTargetError(
+            f"--export_version={version}: {os.path.join(root, str(version))} already exists "
+            "and is never overwritten (TF Serving may be serving it); pass another "
+            "--export_version, or 0 for the next free one")
+    return root
+
+
+def export(model, export_dir, name, *, version=0, beam_size=5, max_length=20,
+           length_penalty=0.6, max_frames=limits.MAX_SERVING_FRAMES,
+           max_total_frames=limits.MAX_SERVING_TOTAL_FRAMES,
+           max_frame_pixels=limits.MAX_FRAME_PIXELS):
+    """Writes the SavedModel atomically; returns its final path.
+
+    Two exports of one model name never run at once (a lock file
+    `<export_dir>/.<name>.lock`, kept out of the directory TF Serving
+    watches), so they cannot pick the same version.
+    """
+    root = check_export_target(export_dir, name, version)
+    with files.exclusive_lock(export_dir, f"--stage=export --export_name={name}",
+                              name=f".{name}.lock"):
+        for stale in glob.glob(os.path.join(root, ".tmp-*")):
+            shutil.rmtree(stale, ignore_errors=True)
+        version = version or next_version(root)
+        final = os.path.join(root, str(version))
+        check_export_target(export_dir, name, version)
+        tmp = os.path.join(root, f".tmp-{version}-{os.getpid()}")
+        try:
+            with files.atomic_path(final, tmp=tmp):
+                archive = build_archive(model, beam_size=beam_size, max_length=max_length,
+                                        length_penalty=length_penalty, max_frames=max_frames,
+                                        max_total_frames=max_total_frames,
+                                        max_frame_pixels=max_frame_pixels)
+                archive.write_out(tmp, verbose=False)
+        except (OSError, tf.errors.OpError) as e:
+            raise ExportWriteError(
+                f"could not write the export ({write_failure_reason(e)}); nothing was "
+                f"published at {final} and earlier versions are untouched. "
+                f"{write_failure_advice(e, root)} and re-run"
+            ) from e
     return final
 
 
 def run_export(cfg):
+    # where the export goes is checked before the model is loaded
+    check_export_target(cfg.export_dir, cfg.export_name, cfg.export_version)
     stage = "auto" if cfg.checkpoint == "both" else cfg.checkpoint
     model, stage = stages_lib.load_trained_model(cfg.model_dir, stage)
     path = export(model, cfg.export_dir, cfg.export_name, version=cfg.export_version,
                   beam_size=cfg.beam_size, max_length=cfg.max_decode_length,
-                  length_penalty=cfg.length_penalty, max_frames=cfg.max_serving_frames)
+                  length_penalty=cfg.length_penalty, max_frames=cfg.max_serving_frames,
+                  max_total_frames=cfg.max_serving_total_frames,
+                  max_frame_pixels=cfg.max_frame_pixels)
     print(f"exported the {stage} model to {path} (signatures: serving_default <- frames_jpeg, "
           f"serving_frames <- frames)")
     return path

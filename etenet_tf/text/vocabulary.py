@@ -9,9 +9,15 @@ import os
 
 import tensorflow as tf
 
+from etenet_tf import files
+
 PAD, UNK, START, END = "<pad>", "<unk>", "<start>", "<end>"
 SPECIAL_TOKENS = (PAD, UNK, START, END)
 PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
+
+
+class VocabularyError(Exception):
+    """A vocabulary file is unusable; the message names it and the fix."""
 
 
 class Vocabulary:
@@ -52,19 +58,38 @@ class Vocabulary:
 
     def save(self, path):
         """Writes one token per line, atomically."""
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(self.tokens) + "\n")
-        os.replace(tmp, path)
+        files.write_text(path, "\n".join(self.tokens) + "\n")
 
     @classmethod
     def load(cls, path):
+        """Reads a vocabulary file.
+
+        Raises:
+            FileNotFoundError: there is none.
+            VocabularyError: it is empty, not UTF-8, lacks the special
+                tokens or repeats a token.
+        """
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f"vocabulary not found: {path} (run --stage=prepare first)"
             )
-        with open(path, encoding="utf-8") as f:
-            return cls([line.rstrip("\n") for line in f if line.rstrip("\n")])
+        fix = ("delete it and re-run --stage=prepare with the same flags to write it again "
+               "(a model trained with it keeps its own copy in model_config.json)")
+        try:
+            with open(path, encoding="utf-8") as f:
+                tokens = [line.rstrip("\n") for line in f if line.rstrip("\n")]
+        except (OSError, UnicodeDecodeError) as e:
+            raise VocabularyError(f"{path} is unreadable ({e}); {fix}") from None
+        if not tokens:
+            raise VocabularyError(f"{path} is empty; {fix}")
+        duplicates = sorted(t for t, n in collections.Counter(tokens).items() if n > 1)
+        if duplicates:
+            raise VocabularyError(f"{path} repeats the token(s) {', '.join(duplicates[:5])}; "
+                                  f"{fix}")
+        if tuple(tokens[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+            raise VocabularyError(f"{path} does not start with the tokens "
+                                  f"{' '.join(SPECIAL_TOKENS)}; {fix}")
+        return cls(tokens)
 
     def lookup_table(self):
         """A `tf.lookup.StaticHashTable` word -> id with `<unk>` as default."""

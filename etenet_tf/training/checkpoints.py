@@ -9,15 +9,28 @@ Layout under a stage directory (`<model_dir>/pretrain`, `.../finetune`):
                    and after each epoch's validation
     best/          model weights with the best validation metric so far
     best/best.json {"metric", "value", "epoch", "step", "scores"}
+
+Damage on disk: a checkpoint is read through (every tensor's checksum)
+before it is restored. If the newest resume checkpoint is damaged (flipped
+bytes, a missing data file), a warning names it, its files are renamed
+`*.corrupt`, and the newest intact one is used. An unreadable `checkpoint`
+state file is rebuilt from the `ckpt-N.index` files present. A damaged
+`best/` is an error that says what to do: it is the only copy of the best
+weights.
 """
 
+import contextlib
+import glob
 import json
 import os
+import re
 import shutil
+import sys
 
 import tensorflow as tf
 
-from etenet_tf.files import write_failure_reason, write_json
+from etenet_tf.files import (write_failure_advice, write_failure_reason, write_json,
+                             write_text)
 from etenet_tf.training import strategy as strategy_lib
 
 
@@ -27,6 +40,10 @@ class NoCheckpointError(Exception):
 
 class CheckpointWriteError(Exception):
     """A checkpoint could not be written (disk full, quota, permissions)."""
+
+
+class CorruptCheckpointError(Exception):
+    """A checkpoint that must be used is damaged; the message says what to do."""
 
 
 def _save(manager, number, what):
@@ -40,8 +57,82 @@ def _save(manager, number, what):
         raise CheckpointWriteError(
             f"could not write the {what} checkpoint in {manager.directory} "
             f"({write_failure_reason(e)}); the previous one is intact ({kept}). "
-            "Free disk space and re-run the same command to resume"
+            f"{write_failure_advice(e, manager.directory)} and re-run the same command to resume"
         ) from e
+
+
+def checkpoint_paths(directory):
+    """Checkpoint prefixes in `directory` (`.../ckpt-N` with an index file),
+    newest (highest N) first. Does not need the `checkpoint` state file."""
+    numbered = []
+    for index in glob.glob(os.path.join(directory, "ckpt-*.index")):
+        match = re.fullmatch(r"ckpt-(\d+)\.index", os.path.basename(index))
+        if match:
+            numbered.append((int(match.group(1)), index[: -len(".index")]))
+    return [path for _, path in sorted(numbered, reverse=True)]
+
+
+def unreadable_reason(path):
+    """None if every tensor of checkpoint `path` reads back with a matching
+    checksum, else the reason (one line)."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError) as e:
+        message = getattr(e, "message", None) or str(e)
+        return message.strip().splitlines()[0][:300] if message.strip() else type(e).__name__
+    return None
+
+
+def _state_is_readable(directory):
+    if not os.path.exists(os.path.join(directory, "checkpoint")):
+        return True
+    try:
+        return tf.train.get_checkpoint_state(directory) is not None
+    except (ValueError, tf.errors.OpError):
+        return False
+
+
+def repair_state(directory, warn=True):
+    """Rewrites an unreadable `checkpoint` state file of `directory` from
+    the checkpoint files present (so `CheckpointManager` can open it)."""
+    if _state_is_readable(directory):
+        return
+    paths = checkpoint_paths(directory)
+    if warn:
+        print(f"warning: {os.path.join(directory, 'checkpoint')} is unreadable; rebuilt it from "
+              f"the {len(paths)} checkpoint(s) present", file=sys.stderr, flush=True)
+    os.remove(os.path.join(directory, "checkpoint"))
+    write_state(directory)
+
+
+def write_state(directory):
+    """Writes the `checkpoint` state file listing the checkpoints present,
+    oldest first, with their file times (the manager deletes the ones
+    beyond `max_to_keep` by them)."""
+    paths = list(reversed(checkpoint_paths(directory)))
+    if paths:  # the text format of TF's CheckpointState proto, relative paths
+        names = [os.path.basename(p) for p in paths]
+        write_text(os.path.join(directory, "checkpoint"), "".join(
+            [f'model_checkpoint_path: "{names[-1]}"\n']
+            + [f'all_model_checkpoint_paths: "{n}"\n' for n in names]
+            + [f"all_model_checkpoint_timestamps: {os.path.getmtime(p + '.index')}\n"
+               for p in paths]))
+
+
+def _set_aside(path):
+    """Renames the files of a damaged checkpoint to `*.corrupt` (kept for a
+    post-mortem, never picked again, never deleted by the manager)."""
+    for name in glob.glob(glob.escape(path) + ".*"):
+        if not name.endswith(".corrupt"):
+            os.replace(name, name + ".corrupt")
+
+
+def remove_temp_dirs(directory):
+    """Removes `ckpt-N_temp` directories that a killed save left behind."""
+    for temp in glob.glob(os.path.join(directory, "ckpt-*_temp")):
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 class TrainingCheckpoints:
@@ -70,19 +161,58 @@ class TrainingCheckpoints:
         self.best_checkpoint = tf.train.Checkpoint(model=model)
         self._last_dir = os.path.join(stage_dir, "checkpoints")
         self._best_dir = os.path.join(stage_dir, "best")
+        self._max_to_keep = max_to_keep
+        if strategy_lib.is_chief(strategy):
+            for directory in (self._last_dir, self._best_dir):
+                remove_temp_dirs(directory)
+                repair_state(directory)
+            check_best(stage_dir)
+        self._make_managers()
+
+    def _make_managers(self):
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, strategy_lib.worker_dir(self._last_dir, strategy), max_to_keep
+            self.checkpoint, strategy_lib.worker_dir(self._last_dir, self.strategy),
+            self._max_to_keep
         )
         self.best_manager = tf.train.CheckpointManager(
-            self.best_checkpoint, strategy_lib.worker_dir(self._best_dir, strategy), 1
+            self.best_checkpoint, strategy_lib.worker_dir(self._best_dir, self.strategy), 1
         )
 
     def restore_latest(self):
-        """Restores the last resume checkpoint; returns its path or None."""
-        latest = tf.train.latest_checkpoint(self._last_dir)
-        if latest:
-            self.checkpoint.restore(latest).expect_partial()
-        return latest
+        """Restores the newest intact resume checkpoint; returns its path or None.
+
+        Damaged newer ones are reported on stderr (one line each) and their
+        files renamed `*.corrupt`.
+
+        Raises:
+            CorruptCheckpointError: checkpoints exist but none is intact.
+        """
+        paths = checkpoint_paths(self._last_dir)
+        damaged = []
+        for path in paths:
+            reason = unreadable_reason(path)
+            if reason is None:
+                self.checkpoint.restore(path).expect_partial()
+                break
+            damaged.append((path, reason))
+        else:
+            path = None
+        if damaged and strategy_lib.is_chief(self.strategy):
+            for bad, reason in damaged:
+                print(f"warning: checkpoint {bad} is damaged ({reason}); "
+                      f"{'resuming from ' + path if path else 'no intact checkpoint is left'} "
+                      f"(its files are renamed *.corrupt)", file=sys.stderr, flush=True)
+                _set_aside(bad)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self._last_dir, "checkpoint"))
+            write_state(self._last_dir)
+            self._make_managers()
+        if damaged and path is None:
+            raise CorruptCheckpointError(
+                f"every resume checkpoint in {self._last_dir} is damaged (the newest: "
+                f"{damaged[0][1]}); delete {self._last_dir} to train --stage="
+                f"{os.path.basename(self.stage_dir)} again from the start")
+        return path
 
     def save(self):
         path = _save(self.manager, int(self.step.numpy()), "resume")
@@ -116,12 +246,62 @@ def seed_states(model):
     return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
+def _damaged_best(stage_dir, reason):
+    best_dir = os.path.join(stage_dir, "best")
+    stage = os.path.basename(os.path.normpath(stage_dir))
+    return CorruptCheckpointError(
+        f"the best {stage} checkpoint in {best_dir} is damaged ({reason}). It is the only "
+        f"copy of the best {stage} weights: restore {best_dir} from a backup, or delete "
+        f"{stage_dir} and re-run --stage={stage} to train that stage again")
+
+
 def read_best(stage_dir):
+    """The best record of a stage (dict), or None if it has none.
+
+    Raises:
+        CorruptCheckpointError: `best.json` is unreadable.
+    """
     path = os.path.join(stage_dir, "best", "best.json")
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        if not isinstance(record, dict) or "value" not in record:
+            raise ValueError("not a best record")
+    except (OSError, ValueError) as e:
+        raise _damaged_best(stage_dir, f"{path}: {e}") from None
+    return record
+
+
+def _best_path(stage_dir):
+    """The best checkpoint's prefix, or None when there is no best record.
+
+    Raises:
+        CorruptCheckpointError: `best.json` exists but the checkpoint is
+            missing or unreadable.
+    """
+    best_dir = os.path.join(stage_dir, "best")
+    record = read_best(stage_dir)
+    if record is None:
+        return None
+    # the checkpoint number is the step best.json names
+    path = os.path.join(best_dir, f"ckpt-{record.get('step')}")
+    if not os.path.exists(path + ".index"):
+        paths = checkpoint_paths(best_dir)
+        if not paths:
+            raise _damaged_best(stage_dir, "best.json is there but no checkpoint files")
+        path = paths[0]
+    reason = unreadable_reason(path)
+    if reason:
+        raise _damaged_best(stage_dir, reason)
+    return path
+
+
+def check_best(stage_dir):
+    """Raises `CorruptCheckpointError` if the stage's best checkpoint exists
+    but is damaged (a stage checks it before training on)."""
+    _best_path(stage_dir)
 
 
 def restore_best(model, stage_dir):
@@ -129,9 +309,10 @@ def restore_best(model, stage_dir):
 
     Raises:
         NoCheckpointError: the stage has no best checkpoint.
+        CorruptCheckpointError: it has one, but it is damaged.
     """
-    path = tf.train.latest_checkpoint(os.path.join(stage_dir, "best"))
-    if path is None or read_best(stage_dir) is None:
+    path = _best_path(stage_dir)
+    if path is None:
         raise NoCheckpointError(f"no best checkpoint in {os.path.join(stage_dir, 'best')}")
     tf.train.Checkpoint(model=model).restore(path).expect_partial()
     return path

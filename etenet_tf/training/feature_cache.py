@@ -8,7 +8,9 @@ feature records (`records.features_example`) under
 `cache.json` records what the features came from (encoder, image size,
 grid, feature layer, records, and a fingerprint of the encoder weights); a cache that does not
 match is rebuilt, so changing the encoder can never train on stale
-features. Shards are written atomically, so an interrupted build resumes.
+features. Shards are written atomically, so an interrupted build resumes,
+and each is checked against its checksum before it is used again: a
+damaged cache shard is computed again.
 """
 
 import hashlib
@@ -58,34 +60,47 @@ def build_cache(model, records_dir, cache_dir, splits, *, batch_size=32, image_s
         "splits": sorted(splits),
     }
     meta_path = os.path.join(cache_dir, "cache.json")
+    sources = [p for split in splits for p in records.list_shards(records_dir, split)]
+    outputs = [os.path.join(cache_dir, os.path.basename(p)) for p in sources]
     if os.path.isfile(meta_path):
-        with open(meta_path, encoding="utf-8") as f:
-            if json.load(f) == meta:
+        try:
+            with open(meta_path, encoding="utf-8") as f:
+                matches = json.load(f) == meta
+        except ValueError:
+            matches = False
+        if matches:
+            damaged = [p for p in outputs if records.verify_shard(p)]
+            if not damaged:
                 return False
-        os.remove(meta_path)
-        for path in tf.io.gfile.glob(os.path.join(cache_dir, "*.tfrecord")):
-            os.remove(path)
+            for path in damaged:
+                if progress:
+                    progress(f"feature cache shard {path} is damaged; computing it again")
+                records.remove_shard(path)
+        else:
+            os.remove(meta_path)
+            for path in tf.io.gfile.glob(os.path.join(cache_dir, "*.tfrecord")):
+                records.remove_shard(path)
     os.makedirs(cache_dir, exist_ok=True)
     records.remove_partial_files(cache_dir)
     encode = tf.function(model.encode, reduce_retracing=True)
-    for split in splits:
-        for path in records.list_shards(records_dir, split):
-            out = os.path.join(cache_dir, os.path.basename(path))
-            if os.path.exists(out):
+    for path, out in zip(sources, outputs):
+        if os.path.exists(out):
+            if not records.verify_shard(out):
                 continue
-            ds = pipeline.eval_dataset([path], "frames", batch_size, image_size=image_size)
+            records.remove_shard(out)
+        ds = pipeline.eval_dataset([path], "frames", batch_size, image_size=image_size)
 
-            def serialized(ds=ds):
-                for batch in ds:
-                    features = encode(batch["frames"]).numpy()
-                    for vid, feats, refs in zip(batch["video_id"].numpy(), features,
-                                                batch["references"].numpy()):
-                        yield records.features_example(
-                            vid.decode("utf-8"), feats, [r for r in refs if r]
-                        )
+        def serialized(ds=ds):
+            for batch in ds:
+                features = encode(batch["frames"]).numpy()
+                for vid, feats, refs in zip(batch["video_id"].numpy(), features,
+                                            batch["references"].numpy()):
+                    yield records.features_example(
+                        vid.decode("utf-8"), feats, [r for r in refs if r]
+                    )
 
-            count = records.write_atomically(out, serialized())
-            if progress:
-                progress(f"cached features of {count} videos -> {out}")
+        count = records.write_atomically(out, serialized())
+        if progress:
+            progress(f"cached features of {count} videos -> {out}")
     write_json(meta_path, meta)
     return True

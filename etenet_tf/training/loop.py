@@ -12,7 +12,13 @@ This loop runs `strategy.run` over a distributed dataset, with:
 - a NaN/Inf loss stops training with `TrainingDivergedError` before any
   checkpoint of the diverged state is written;
 - validation after every epoch, the best checkpoint chosen by a metric
-  (CIDEr by default), and TensorBoard summaries.
+  (CIDEr by default), and TensorBoard summaries;
+- Ctrl-C or SIGTERM (`interrupts`) stops at a step boundary and saves a
+  resume checkpoint first (single-worker runs; with several workers every
+  worker would have to take part in the save, so the last periodic
+  checkpoint is the resume point);
+- input that cannot fill one step, or an epoch whose records run short,
+  is an error (`TrainingInputError`) instead of an epoch of zero steps.
 """
 
 import math
@@ -22,6 +28,7 @@ import time
 import keras
 import tensorflow as tf
 
+from etenet_tf import interrupts
 from etenet_tf.data import pipeline
 from etenet_tf.evaluation import attention_image
 from etenet_tf.evaluation import attributes as attributes_lib
@@ -38,6 +45,11 @@ VALIDATION_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr"
 
 class TrainingDivergedError(Exception):
     """The loss became NaN or infinite."""
+
+
+class TrainingInputError(Exception):
+    """The training data cannot give the steps the run needs (a batch larger
+    than the split, records that run short, no validation scores)."""
 
 
 def _schedule(learning_rate, decay_steps):
@@ -176,67 +188,123 @@ class Trainer:
         per_worker = num_videos // workers
         steps = pipeline.steps_per_epoch(per_worker, self.global_batch_size // workers)
         if steps < 1:
-            raise ValueError(f"{num_videos} training videos cannot fill a batch of "
-                             f"{self.global_batch_size}; lower --batch_size")
+            raise TrainingInputError(
+                f"{num_videos} training videos cannot fill one batch of --batch_size="
+                f"{self.global_batch_size}"
+                f"{f' over {workers} workers' if workers > 1 else ''}, so an epoch would train "
+                f"zero steps; lower --batch_size to at most {max(per_worker, 1) * workers}")
         step = int(self.checkpoints.step.numpy())
         if self.resumed_from and self.verbose:
             print(f"resumed from {self.resumed_from} at step {step}", flush=True)
         best = self.checkpoints.best()
-        for epoch in range(int(self.checkpoints.validated_epochs.numpy()), epochs):
-            skip = min(max(step - epoch * steps, 0), steps)
-            start = time.time()
-            if skip < steps:
-                step = self._train_epoch(make_dataset, epoch, epochs, steps, skip, step)
-            scores, samples = validate(epoch)
-            self._log_validation(step, time.time() - start, scores, samples)
-            value = scores.get(best_metric)
-            if value is not None and (best is None or value > best["value"]):
-                best = {"metric": best_metric, "value": value, "epoch": epoch + 1,
-                        "step": step, "scores": scores}
-                self.checkpoints.save_best(best)
-            self.checkpoints.validated_epochs.assign(epoch + 1)
-            self.checkpoints.save()
-            if self.verbose and self.chief:
-                shown = " ".join(f"{k}={v:.4f}" for k, v in scores.items() if v is not None)
-                print(f"epoch {epoch + 1}/{epochs}: validation {shown}"
-                      f"{'  (best)' if best and best['epoch'] == epoch + 1 else ''}", flush=True)
+        self._saved_step = step if self.resumed_from else None
+        try:
+            for epoch in range(int(self.checkpoints.validated_epochs.numpy()), epochs):
+                skip = min(max(step - epoch * steps, 0), steps)
+                start = time.time()
+                if skip < steps:
+                    step = self._train_epoch(make_dataset, epoch, epochs, steps, skip, step)
+                scores, samples = validate(epoch)
+                value = scores.get(best_metric)
+                with interrupts.deferred():  # the epoch's results and its checkpoint together
+                    self._log_validation(step, time.time() - start, scores, samples)
+                    if value is not None and (best is None or value > best["value"]):
+                        best = {"metric": best_metric, "value": value, "epoch": epoch + 1,
+                                "step": step, "scores": scores}
+                        self.checkpoints.save_best(best)
+                    self.checkpoints.validated_epochs.assign(epoch + 1)
+                    self._save()
+                if best is None:
+                    raise TrainingInputError(
+                        f"validation gave no {best_metric} score (no validation video with a "
+                        "reference caption?), so no best checkpoint can be chosen; check the "
+                        "val split of --records_dir and --best_metric")
+                if self.verbose and self.chief:
+                    shown = " ".join(f"{k}={v:.4f}" for k, v in scores.items() if v is not None)
+                    print(f"epoch {epoch + 1}/{epochs}: validation {shown}"
+                          f"{'  (best)' if best and best['epoch'] == epoch + 1 else ''}",
+                          flush=True)
+        except KeyboardInterrupt as e:
+            self._save_on_interrupt(e)
+            raise
         if best is None:
-            raise ValueError("training ran no epoch; raise --epochs")
+            raise TrainingInputError("training ran no epoch; raise the number of epochs")
         # non-chief workers read the chief's best.json after this returns
         strategy_lib.barrier(self.strategy)
         return best
+
+    def _save(self):
+        path = self.checkpoints.save()
+        self._saved_step = int(self.checkpoints.step.numpy())
+        return path
+
+    def _save_on_interrupt(self, error):
+        """Saves a resume checkpoint at the step reached (Ctrl-C, SIGTERM).
+
+        The step loop only lets an interrupt through between steps, so the
+        model, optimizers and step counter agree. With several workers a
+        save needs all of them, so the last periodic checkpoint is kept.
+        """
+        step = int(self.checkpoints.step.numpy())
+        if strategy_lib.num_workers(self.strategy) > 1:
+            detail = ("several workers: resumes from the last periodic checkpoint "
+                      f"({self.checkpoints.manager.latest_checkpoint or 'none yet'})")
+        elif step == 0 or step == self._saved_step:
+            detail = f"at step {step}, already saved"
+        else:
+            with interrupts.deferred():
+                path = self._save()
+            detail = f"saved the resume checkpoint {path} at step {step}"
+        if not getattr(error, "detail", None):
+            error.detail = detail
 
     def _train_epoch(self, make_dataset, epoch, epochs, steps, skip, step):
         """Runs the steps of `epoch` after the first `skip`; returns the step."""
         data = self.distributed_epoch(make_dataset, epoch, steps, skip)
         if self.verbose and self.chief:
             print(f"epoch {epoch + 1}/{epochs}", flush=True)
-        bar = keras.utils.Progbar(steps, verbose=1 if self.verbose and self.chief else 0,
-                                  stateful_metrics=["loss"])
+        bar = self._bar = keras.utils.Progbar(
+            steps, verbose=1 if self.verbose and self.chief else 0, stateful_metrics=["loss"])
         bar.update(skip)
-        for batch in data:
-            loss = float(self.train_step(batch).numpy())
-            if not math.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"loss became {loss} at step {step + 1} (epoch {epoch + 1}); the last "
-                    f"good checkpoint is kept in {self.checkpoints.manager.directory}. "
-                    "Lower the learning rate and re-run to resume from it"
-                )
-            step += 1
-            self.checkpoints.step.assign(step)
-            bar.update(step - epoch * steps, [("loss", loss)])
-            if step % self.log_every_steps == 0:
-                with self.train_writer.as_default(step=step):
-                    tf.summary.scalar("loss", loss)
-                    tf.summary.scalar("learning_rate/decoder",
-                                      float(self.decoder_optimizer.learning_rate))
-                    if self.encoder_optimizer is not None:
-                        tf.summary.scalar("learning_rate/encoder",
-                                          float(self.encoder_optimizer.learning_rate))
-            # the epoch's last step is saved after its validation instead
-            if (self.checkpoint_every_steps and step % self.checkpoint_every_steps == 0
-                    and step < (epoch + 1) * steps):
-                self.checkpoints.save()
+        try:
+            for batch in data:
+                # a step and its bookkeeping are one unit: Ctrl-C/SIGTERM waits for it
+                with interrupts.deferred():
+                    step = self._step(batch, step, epoch, steps)
+        except BaseException:
+            if self.verbose and self.chief:
+                print(flush=True)  # end the progress bar's line before any error line
+            raise
+        if step < (epoch + 1) * steps:
+            raise TrainingInputError(
+                f"epoch {epoch + 1} ended after {step - epoch * steps} of {steps} steps: the "
+                f"training records hold fewer videos than dataset.json says; re-run "
+                "--stage=prepare")
+        return step
+
+    def _step(self, batch, step, epoch, steps):
+        loss = float(self.train_step(batch).numpy())
+        if not math.isfinite(loss):
+            raise TrainingDivergedError(
+                f"loss became {loss} at step {step + 1} (epoch {epoch + 1}); the last "
+                f"good checkpoint is kept in {self.checkpoints.manager.directory}. "
+                "Lower the learning rate and re-run to resume from it"
+            )
+        step += 1
+        self.checkpoints.step.assign(step)
+        self._bar.update(step - epoch * steps, [("loss", loss)])
+        if step % self.log_every_steps == 0:
+            with self.train_writer.as_default(step=step):
+                tf.summary.scalar("loss", loss)
+                tf.summary.scalar("learning_rate/decoder",
+                                  float(self.decoder_optimizer.learning_rate))
+                if self.encoder_optimizer is not None:
+                    tf.summary.scalar("learning_rate/encoder",
+                                      float(self.encoder_optimizer.learning_rate))
+        # the epoch's last step is saved after its validation instead
+        if (self.checkpoint_every_steps and step % self.checkpoint_every_steps == 0
+                and step < (epoch + 1) * steps):
+            self._save()
         return step
 
     def _log_validation(self, step, seconds, scores, samples):

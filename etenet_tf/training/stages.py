@@ -11,8 +11,16 @@ trains the whole network end to end on frames.
 
 Both keep `<model_dir>/model_config.json` (the captioner's `ModelConfig`)
 and `<model_dir>/vocab.txt`, so later stages rebuild exactly the same model.
+
+A stage holds `<model_dir>/<stage>/.lock` while it runs (the chief only,
+with several workers): a second run of the same stage on the same model
+directory refuses with one line naming the first one's pid, instead of
+resuming from its checkpoints mid-run. A damaged record shard met while
+training stops the run with an error that names it and says how to
+rewrite it.
 """
 
+import contextlib
 import json
 import os
 
@@ -22,6 +30,7 @@ from etenet_tf.data import attributes as attributes_data
 from etenet_tf.data import pipeline
 from etenet_tf.data import prepare as prepare_lib
 from etenet_tf.data import records
+from etenet_tf import files
 from etenet_tf.errors import UsageError
 from etenet_tf.files import write_json
 from etenet_tf.model.config import ModelConfig, build_captioner
@@ -66,6 +75,8 @@ def model_config_from_flags(cfg, info):
 
 def _read_model_dir_json(model_dir, name):
     path = os.path.join(model_dir, name)
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise files.WriteTargetError(f"--model_dir={model_dir} is a file, not a model directory")
     if not os.path.isfile(path):
         raise checkpoints_lib.NoCheckpointError(
             f"{path} not found: run --stage=pretrain with --model_dir={model_dir} first"
@@ -117,6 +128,41 @@ def load_trained_model(model_dir, stage="auto"):
     model = build_model(config, vocabulary)
     checkpoints_lib.restore_best(model, os.path.join(model_dir, stage))
     return model, stage
+
+
+def reading_records(cfg):
+    """Context manager: a damaged record or feature-cache shard read inside
+    it becomes a `records.CorruptRecordsError` naming the shard and the fix."""
+    return records.reporting_corruption(
+        (cfg.records_dir, f"re-run --stage=prepare with the same flags "
+                          f"(--records_dir={cfg.records_dir}): it checks every shard and writes "
+                          "damaged ones again"),
+        (os.path.join(cfg.model_dir, "features"),
+         "re-run the same command: pretrain checks its feature cache and computes damaged "
+         "shards again"),
+    )
+
+
+def check_batch(cfg, info, strategy):
+    """Refuses, before any work, a batch the training split cannot fill (an
+    epoch would train zero steps)."""
+    videos = info["splits"].get("train", {}).get("videos", 0)
+    workers = strategy_lib.num_workers(strategy)
+    if pipeline.steps_per_epoch(videos // workers, cfg.batch_size // workers) < 1:
+        raise loop.TrainingInputError(
+            f"--batch_size={cfg.batch_size} is larger than the {videos} training videos in "
+            f"{cfg.records_dir}{f' split over {workers} workers' if workers > 1 else ''}, so an "
+            f"epoch would train zero steps; use --batch_size={max(videos // workers, 1) * workers}"
+            " or less")
+
+
+def stage_lock(cfg, strategy, stage):
+    """Checks that `--model_dir` is writable and holds the stage's lock
+    (the chief only: other workers write nothing there)."""
+    if not strategy_lib.is_chief(strategy):
+        return contextlib.nullcontext()
+    files.ensure_directory(cfg.model_dir, "model_dir")
+    return files.exclusive_lock(os.path.join(cfg.model_dir, stage), f"--stage={stage}")
 
 
 def load_prepared(cfg):
@@ -232,6 +278,12 @@ def run_pretrain(cfg):
     check_best_metric(cfg)
     set_precision(cfg.mixed_precision)
     strategy = strategy_lib.make_strategy(cfg.strategy)
+    check_batch(cfg, info, strategy)
+    with stage_lock(cfg, strategy, "pretrain"), reading_records(cfg):
+        return _pretrain(cfg, strategy, info, vocabulary, max_length)
+
+
+def _pretrain(cfg, strategy, info, vocabulary, max_length):
     model = _stage_model(cfg, strategy, info, vocabulary)
     model.encoder.set_trainable_blocks(0)
     trainer = _make_trainer(cfg, model, strategy, "pretrain", "features", cfg.learning_rate,
@@ -264,6 +316,13 @@ def run_finetune(cfg):
     check_best_metric(cfg)
     set_precision(cfg.mixed_precision)
     strategy = strategy_lib.make_strategy(cfg.strategy)
+    check_batch(cfg, info, strategy)
+    with stage_lock(cfg, strategy, "finetune"), reading_records(cfg):
+        return _finetune(cfg, strategy, info, vocabulary, max_length)
+
+
+def _finetune(cfg, strategy, info, vocabulary, max_length):
+    pretrain_dir = os.path.join(cfg.model_dir, "pretrain")
     model = _stage_model(cfg, strategy, info, vocabulary)
     checkpoints_lib.restore_best(model, pretrain_dir)
     model.encoder.set_trainable_blocks(cfg.finetune_blocks)
