@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 from benchmarks import common
-from etenet_tf.evaluation import predict
+from etenet_tf.generation import BeamSampler, CaptionGenerator
 
 TARGET = 0.10
 
@@ -18,10 +18,10 @@ def run(ctx):
                                         dtype=tf.int32)
     video = tf.cast(video, tf.uint8)
     encode = tf.function(model.encode)
-    generate = predict.generation_function(model, "frames", ctx.beam_size, ctx.max_length, 0.6)
+    generate = CaptionGenerator(model, BeamSampler(ctx.beam_size, 0.6), ctx.max_length)
     encoder_s = common.seconds(lambda: encode(video).numpy(), repeats=3, warmup=1)
-    caption_s = common.seconds(lambda: generate(video)[0].numpy(), repeats=3, warmup=1)
-    ids = generate(video)[3].numpy()
+    caption_s = common.seconds(lambda: generate(video).texts.numpy(), repeats=3, warmup=1)
+    ids = generate(video).ids[:, 0].numpy()
     overhead = 1 - encoder_s / caption_s
     return {
         "title": f"captioning (beam {ctx.beam_size}, {frames} frames) vs encoder only",

@@ -9,12 +9,15 @@ import time
 import keras
 import tensorflow as tf
 
-from etenet_tf.cli import flags
+from etenet_tf import jobs
 from etenet_tf.data import prepare as prepare_lib
 from etenet_tf.data import records
 from etenet_tf.model.config import ModelConfig, build_captioner
 from etenet_tf.text import tokenizer as tokenizer_lib
+from etenet_tf.run_dir import RunDir
 from etenet_tf.training import stages
+from etenet_tf.training.loop import Trainer
+from etenet_tf.training.objectives import TeacherForcing
 
 
 def seconds(fn, repeats=3, warmup=1):
@@ -98,25 +101,35 @@ class ShapesData:
     """
 
     def __init__(self, work_dir, frames, image_size, train_per_combination):
-        from etenet_tf.cli import main
         name = f"shapes_f{frames}_s{image_size}_n{train_per_combination}"
-        self.cfg = flags.defaults(
+        self.cfg = jobs.ExperimentConfig.from_flat(dict(
             dataset="shapes", records_dir=os.path.join(work_dir, name, "records"),
             frames=frames, image_size=image_size, min_word_count=1,
             shapes_train_per_combination=train_per_combination, videos_per_shard=32,
             stage="prepare",
-        )
-        if not os.path.isfile(os.path.join(self.cfg.records_dir, prepare_lib.DATASET_FILE)):
-            main.run_prepare(self.cfg)
-        self.info, self.vocabulary, max_length = stages.load_prepared(self.cfg)
-        self.tokenizer = tokenizer_lib.CaptionTokenizer(self.vocabulary, max_length)
+        ))
+        self.records_dir = self.cfg.data.records_dir
+        if not os.path.isfile(os.path.join(self.records_dir, prepare_lib.DATASET_FILE)):
+            jobs.run(self.cfg)
+        prepared = stages.load_prepared(self.cfg.data)
+        self.info, self.vocabulary = prepared.info, prepared.vocabulary
+        self.tokenizer = tokenizer_lib.CaptionTokenizer(self.vocabulary, prepared.max_length)
         self.frames, self.image_size = frames, image_size
 
     def files(self, split="train"):
-        return records.list_shards(self.cfg.records_dir, split)
+        return records.list_shards(self.records_dir, split)
 
     def num_videos(self, split="train"):
         return self.info["splits"][split]["videos"]
+
+
+def trainer(model, strategy, work_dir, *, kind, batch_size, decoder_learning_rate=1e-3,
+            encoder_learning_rate=None):
+    """A training-loop `Trainer` (teacher forcing) writing under `work_dir`."""
+    return Trainer(model, strategy, RunDir(work_dir), kind, objective=TeacherForcing(),
+                   kind=kind, global_batch_size=batch_size,
+                   decoder_learning_rate=decoder_learning_rate,
+                   encoder_learning_rate=encoder_learning_rate, verbose=False)
 
 
 def build_model(vocabulary_tokens, image_size, num_frames=8, **options):

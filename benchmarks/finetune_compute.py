@@ -13,7 +13,6 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from benchmarks import common
 from etenet_tf.data import pipeline
-from etenet_tf.training.loop import Trainer
 
 GFLOPS_TARGET = 0.40
 PIPELINE_TARGET = 5.0
@@ -52,12 +51,12 @@ def run(ctx):
     with strategy.scope():
         model = common.build_model(shapes.vocabulary.tokens, shapes.image_size)
     model.encoder.set_trainable_blocks(-1)
-    trainer = Trainer(model, strategy, work, kind="frames", global_batch_size=ctx.batch_size,
-                      decoder_learning_rate=5e-4, encoder_learning_rate=1e-5, verbose=False)
+    trainer = common.trainer(model, strategy, work, kind="frames", batch_size=ctx.batch_size,
+                             decoder_learning_rate=5e-4, encoder_learning_rate=1e-5)
     batch = next(iter(pipeline.train_dataset(shapes.files(), "frames", shapes.tokenizer,
                                              ctx.batch_size, image_size=shapes.image_size)))
     # one batch held in memory: the step's own speed, without input
-    step = common.seconds(lambda: trainer.train_step(batch).numpy(), repeats=5, warmup=2)
+    step = common.seconds(lambda: float(trainer.train_step(batch)["loss"]), repeats=5, warmup=2)
     frames_per_step = ctx.batch_size * shapes.frames
     consumed = frames_per_step / step
     flops = forward_flops_per_frame(model.encoder.backbone, shapes.image_size)

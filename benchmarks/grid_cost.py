@@ -16,7 +16,6 @@ import tensorflow as tf
 from benchmarks import common
 from etenet_tf.data import records
 from etenet_tf.text import vocabulary as vocab_lib
-from etenet_tf.training.loop import Trainer
 
 
 def _step_seconds(ctx, work, grid, temporal, frames, vocabulary, caption_length=12):
@@ -26,16 +25,15 @@ def _step_seconds(ctx, work, grid, temporal, frames, vocabulary, caption_length=
         model = common.build_model(vocabulary, ctx.grid_image_size, num_frames=frames,
                                    spatial_grid=grid, temporal=temporal)
     model.encoder.set_trainable_blocks(0)
-    name = f"g{grid}_{temporal}"
-    trainer = Trainer(model, strategy, os.path.join(work, name), kind="features",
-                      global_batch_size=ctx.batch_size, decoder_learning_rate=1e-3,
-                      verbose=False)
+    trainer = common.trainer(model, strategy, os.path.join(work, f"g{grid}_{temporal}"),
+                             kind="features", batch_size=ctx.batch_size)
     rng = np.random.default_rng(0)
     shape = (frames, grid, grid, model.encoder.output_dim)
     features = rng.standard_normal((ctx.batch_size,) + shape).astype("float32")
     tokens = rng.integers(4, len(vocabulary), (ctx.batch_size, caption_length + 1)).astype("int32")
     batch = ({"features": features, "tokens": tokens[:, :-1]}, tokens[:, 1:])
-    seconds = common.seconds(lambda: trainer.train_step(batch).numpy(), repeats=5, warmup=2)
+    seconds = common.seconds(lambda: float(trainer.train_step(batch)["loss"]), repeats=5,
+                             warmup=2)
     return seconds, shape, model.decoder.count_params() + (
         model.context.count_params() if model.context is not None else 0)
 
@@ -43,7 +41,7 @@ def _step_seconds(ctx, work, grid, temporal, frames, vocabulary, caption_length=
 def _cache_bytes_per_1000(feature_shape):
     """Bytes of 1000 serialized feature records (`records.features_example`)."""
     example = records.features_example("video0000", np.zeros(feature_shape, np.float32),
-                                       ["a man is talking about a video game"] * 20)
+                                       [b"a man is talking about a video game"] * 20)
     return 1000 * len(example)
 
 

@@ -9,7 +9,6 @@ import tensorflow as tf
 from benchmarks import common
 from etenet_tf.data import pipeline, records
 from etenet_tf.training import feature_cache
-from etenet_tf.training.loop import Trainer
 
 TARGET = 20.0
 
@@ -26,7 +25,7 @@ def epoch_seconds(trainer, data, kind, epoch, steps=None):
 
     start = time.perf_counter()
     for batch in trainer.distributed_epoch(make, epoch, steps):
-        float(trainer.train_step(batch).numpy())  # as the training loop does, every step
+        float(trainer.train_step(batch)["loss"])  # as the training loop does, every step
     return time.perf_counter() - start
 
 
@@ -39,16 +38,14 @@ def run(ctx):
         model = common.build_model(shapes.vocabulary.tokens, shapes.image_size)
     model.encoder.set_trainable_blocks(0)
     start = time.perf_counter()
-    feature_cache.build_cache(model, shapes.cfg.records_dir, os.path.join(work, "features"),
+    feature_cache.build_cache(model, shapes.records_dir, os.path.join(work, "features"),
                               ("train",), batch_size=32, image_size=shapes.image_size)
     cache_seconds = time.perf_counter() - start
     trainers = {
-        kind: Trainer(model, strategy, os.path.join(work, kind), kind=kind,
-                      global_batch_size=ctx.batch_size, decoder_learning_rate=1e-3,
-                      verbose=False)
+        kind: common.trainer(model, strategy, work, kind=kind, batch_size=ctx.batch_size)
         for kind in ("features", "frames")
     }
-    data = {"features": os.path.join(work, "features"), "frames": shapes.cfg.records_dir}
+    data = {"features": os.path.join(work, "features"), "frames": shapes.records_dir}
     times = {}
     for kind, trainer in trainers.items():
         d = {"dir": data[kind], "videos": shapes.num_videos(), "tokenizer": shapes.tokenizer,

@@ -13,3 +13,7 @@ class UsageError(UserError):
     """A flag value or combination that cannot work (exit status 2)."""
 
     exit_code = 2
+
+
+class MissingInputError(UserError):
+    """An input a stage needs is not there (records, vocabulary, a file)."""

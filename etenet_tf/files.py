@@ -18,14 +18,15 @@ import tempfile
 import time
 
 import numpy as np
+from etenet_tf.errors import UsageError, UserError
 
 
-class WriteTargetError(Exception):
+class WriteTargetError(UsageError):
     """A path the user gave cannot be written (a file where a directory is
     needed, no permission, a missing parent directory...)."""
 
 
-class LockedError(Exception):
+class LockedError(UserError):
     """Another run holds the lock of a directory."""
 
 

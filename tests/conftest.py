@@ -6,8 +6,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
-SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+from helpers import DATA, SHARED, data_path  # noqa: E402,F401
 # The tiny model has every option of the real one on: an encoder cut at
 # mixed2, a 2x2 grid and the temporal GRU.
 TINY = dict(frames=2, image_size=75, min_word_count=1, encoder_weights="none",
@@ -19,34 +18,31 @@ TINY = dict(frames=2, image_size=75, min_word_count=1, encoder_weights="none",
             videos_per_shard=16)
 
 
-def data_path(name):
-    return os.path.join(DATA, name)
-
-
 def tiny_cfg(tmp, **overrides):
-    from etenet_tf.cli import flags
+    """An `ExperimentConfig` of the tiny model, writing under `tmp`."""
+    from etenet_tf.jobs import ExperimentConfig
     values = dict(TINY, records_dir=os.path.join(tmp, "records"),
                   model_dir=os.path.join(tmp, "model"), stage="prepare")
     values.update(overrides)
-    return flags.defaults(**values)
+    return ExperimentConfig.from_flat(values)
 
 
 @pytest.fixture(scope="session")
 def shapes_records(tmp_path_factory):
     """Tiny shapes records: 48 train / 48 val / 48 test clips, 2 frames of 75 px."""
-    from etenet_tf.cli import main
+    from etenet_tf import jobs
     tmp = str(tmp_path_factory.mktemp("shapes"))
     cfg = tiny_cfg(tmp)
-    main.run_prepare(cfg)
+    jobs.run(cfg)
     return cfg
 
 
 @pytest.fixture(scope="session")
 def trained_model_dir(shapes_records):
     """pretrain (2 epochs) + finetune (1 epoch) of a tiny model."""
-    from etenet_tf.training import stages
-    stages.run_pretrain(shapes_records)
-    stages.run_finetune(shapes_records)
+    from etenet_tf import jobs
+    jobs.run(shapes_records.replace(stage="pretrain"))
+    jobs.run(shapes_records.replace(stage="finetune"))
     return shapes_records
 
 

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from etenet_tf.data import attributes as attributes_data
-from etenet_tf.data import datasets, shapes
+from etenet_tf.data import examples as datasets, shapes
+from etenet_tf.data.sources.custom import load_custom
 from etenet_tf.evaluation import attributes, metrics
 
 SPEC = {
@@ -80,7 +81,7 @@ def test_custom_jsonl_attributes_are_collected_and_written(tmp_path):
     ]
     path = tmp_path / "ann.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    examples = datasets.load_custom(str(path), str(tmp_path))
+    examples = load_custom(str(path), str(tmp_path))
     written = attributes_data.write(str(tmp_path), examples)
     truth, spec = attributes_data.load(str(tmp_path))
     assert written and truth == {"a.mp4": {"animal": "dog", "direction": "up"},
@@ -96,11 +97,11 @@ def test_bad_attributes_are_a_clear_error(tmp_path):
     path = tmp_path / "ann.jsonl"
     path.write_text(json.dumps({"video": "a.mp4", "caption": "x", "attributes": ["dog"]}) + "\n")
     with pytest.raises(datasets.AnnotationError, match="'attributes' must be an object"):
-        datasets.load_custom(str(path), str(tmp_path))
+        load_custom(str(path), str(tmp_path))
     path.write_text(json.dumps({"video": "a.mp4", "caption": "x",
                                 "attributes": {"animal": ""}}) + "\n")
     with pytest.raises(datasets.AnnotationError, match="attribute 'animal'"):
-        datasets.load_custom(str(path), str(tmp_path))
+        load_custom(str(path), str(tmp_path))
 
 
 def test_tables_show_attribute_columns():

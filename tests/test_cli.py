@@ -1,16 +1,11 @@
+"""The command line: flags, one-line errors and exit codes, write targets."""
+
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_main(*args, cwd=None):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args],
-                          capture_output=True, text=True, cwd=cwd or ROOT, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=ROOT))
+from conftest import read_only_dir, unprivileged
+from helpers import error_lines, run_main
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -48,38 +43,27 @@ def test_missing_annotations_exit_1_with_message(tmp_path):
     assert "annotation file not found" in result.stderr and "Traceback" not in result.stderr
 
 
-def _error_lines(result):
-    return [l for l in result.stderr.splitlines() if l.startswith("error:")]
-
-
 def test_messages_keep_their_quotes(tmp_path):
     bad = tmp_path / "ann.jsonl"
     bad.write_text('{"video": "a.mp4"}\n')
     result = run_main("--stage=prepare", "--dataset=custom", f"--annotations={bad}",
                       f"--records_dir={tmp_path}/r")
     assert result.returncode == 1
-    assert _error_lines(result) == [f"error: {bad}:1: needs keys 'video' and 'caption'"]
+    assert error_lines(result) == [f"error: {bad}:1: needs keys 'video' and 'caption'"]
 
 
 def test_batch_larger_than_the_split_is_an_error(shapes_records, tmp_path):
     """48 training videos, --batch_size=200: before, zero steps, "pretrain
     done" and exit 0 with best.json at step 0."""
     model_dir = tmp_path / "model"
-    result = run_main("--stage=pretrain", f"--records_dir={shapes_records.records_dir}",
+    result = run_main("--stage=pretrain", f"--records_dir={shapes_records.data.records_dir}",
                       f"--model_dir={model_dir}", "--batch_size=200", "--encoder_weights=none",
                       "--image_size=75")
     assert result.returncode == 2, result.stderr[-3000:]
-    errors = _error_lines(result)
+    errors = error_lines(result)
     assert len(errors) == 1 and "--batch_size=200 is larger than the 48 training videos" in \
         errors[0] and "--batch_size=48 or less" in errors[0], result.stderr[-3000:]
     assert "Traceback" not in result.stderr and not model_dir.exists()
-
-
-def _stage_cfg(cfg, **overrides):
-    import types
-    values = vars(cfg).copy()
-    values.update(overrides)
-    return types.SimpleNamespace(**values)
 
 
 @pytest.mark.parametrize("case", ["records_dir_is_a_file", "model_dir_is_a_file",
@@ -90,8 +74,7 @@ def test_write_targets_are_checked_before_any_work(trained_model_dir, tmp_path, 
     """Each bad write target is a `WriteTargetError` (one line, exit 2)
     naming the user's path, raised before any decoding, training,
     captioning or export."""
-    from etenet_tf import files
-    from etenet_tf.cli import main as cli_main
+    from etenet_tf import files, jobs
     from etenet_tf.data import shapes
     cfg = trained_model_dir
     a_file = tmp_path / "a_file"
@@ -121,7 +104,7 @@ def test_write_targets_are_checked_before_any_work(trained_model_dir, tmp_path, 
     shapes.generate = lambda *a, **k: generated.append(a) or real_generate(*a, **k)
     try:
         with pytest.raises(files.WriteTargetError) as error:
-            cli_main.run_stage(_stage_cfg(cfg, stage=stage, **overrides))
+            jobs.run(cfg.replace(stage=stage, **overrides))
     finally:
         shapes.generate = real_generate
     assert str(path) in str(error.value)
@@ -137,7 +120,7 @@ def test_caption_output_that_is_a_directory_fails_before_captioning(trained_mode
     result = run_main("--stage=caption", f"--model_dir={trained_model_dir.model_dir}",
                       f"--videos={video}", f"--output={tmp_path}")
     assert result.returncode == 2, result.stderr[-3000:]
-    assert _error_lines(result) == [
+    assert error_lines(result) == [
         f"error: --output={tmp_path} is a directory; give a file name, e.g. "
         f"{tmp_path}/out.json"]
     assert result.stdout == "" and os.listdir(tmp_path) == []  # nothing captioned, no temp file
@@ -145,31 +128,27 @@ def test_caption_output_that_is_a_directory_fails_before_captioning(trained_mode
 
 @pytest.mark.parametrize("stage,flag", [("pretrain", "model_dir"), ("export", "export_dir")])
 def test_unwritable_directories_are_one_line(trained_model_dir, tmp_path, stage, flag):
-    from conftest import read_only_dir, unprivileged
     locked = read_only_dir(tmp_path / "read_only")
     cfg = trained_model_dir
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "main.py"), f"--stage={stage}",
-         f"--records_dir={cfg.records_dir}", f"--image_size={cfg.image_size}",
-         f"--model_dir={cfg.model_dir if flag != 'model_dir' else locked}",
-         f"--{flag}={locked}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120, preexec_fn=unprivileged(),
-        env=dict(os.environ, PYTHONPATH=ROOT))
+    result = run_main(f"--stage={stage}", f"--records_dir={cfg.data.records_dir}",
+                      f"--image_size={cfg.data.image_size}",
+                      f"--model_dir={cfg.model_dir if flag != 'model_dir' else locked}",
+                      f"--{flag}={locked}", preexec_fn=unprivileged())
     assert result.returncode == 2, result.stderr[-3000:]
-    assert _error_lines(result) == [
+    assert error_lines(result) == [
         f"error: cannot write in --{flag}={locked} (Permission denied); make it writable or "
         "give another directory"], result.stderr[-3000:]
 
 
 def test_shapes_clips_go_to_the_given_video_dir(shapes_records, tmp_path):
     import shutil
-    from etenet_tf.cli import main as cli_main
+    from etenet_tf.data.sources import load_examples
     videos = tmp_path / "my_clips"
     # the session's clips, so that nothing needs generating
-    shutil.copytree(os.path.join(os.path.dirname(shapes_records.records_dir), "shapes", "videos"),
-                    videos)
-    cfg = _stage_cfg(shapes_records, video_dir=str(videos), records_dir=str(tmp_path / "r"))
-    examples = cli_main._prepare_examples(cfg)
+    shutil.copytree(os.path.join(os.path.dirname(shapes_records.data.records_dir), "shapes",
+                                 "videos"), videos)
+    cfg = shapes_records.replace(video_dir=str(videos), records_dir=str(tmp_path / "r"))
+    examples = load_examples(cfg.data)
     assert len(examples) == 144
     assert {os.path.dirname(e.path) for e in examples} == {str(videos)}
     assert (videos / "annotations.jsonl").is_file()

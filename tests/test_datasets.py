@@ -3,7 +3,10 @@ import json
 import pytest
 
 from conftest import data_path
-from etenet_tf.data import datasets
+from etenet_tf.data import examples as datasets
+from etenet_tf.data.sources.custom import load_custom
+from etenet_tf.data.sources.msrvtt import load_msrvtt
+from etenet_tf.data.sources.msvd import load_msvd
 
 
 @pytest.fixture
@@ -16,7 +19,7 @@ def video_dir(tmp_path):
 
 
 def test_msrvtt_slice_splits_and_files(video_dir):
-    examples = datasets.load_msrvtt(
+    examples = load_msrvtt(
         [data_path("msrvtt_train_val_slice.json"), data_path("msrvtt_test_slice.json")], video_dir)
     by_id = {e.video_id: e for e in examples}
     assert by_id["video0"].split == "train" and by_id["video6600"].split == "val"
@@ -27,7 +30,7 @@ def test_msrvtt_slice_splits_and_files(video_dir):
 
 
 def test_msvd_by_mapping_and_vid_names(video_dir):
-    examples = datasets.load_msvd(data_path("msvd_captions_slice.json"), video_dir,
+    examples = load_msvd(data_path("msvd_captions_slice.json"), video_dir,
                                   mapping_path=data_path("msvd_mapping_slice.txt"))
     by_id = {e.video_id: e for e in examples}
     assert by_id["-4wsuPCjDBc_5_15"].split == "train"
@@ -37,7 +40,7 @@ def test_msvd_by_mapping_and_vid_names(video_dir):
 
 def test_msvd_needs_a_split_source(video_dir):
     with pytest.raises(datasets.AnnotationError, match="split"):
-        datasets.load_msvd(data_path("msvd_captions_slice.json"), video_dir)
+        load_msvd(data_path("msvd_captions_slice.json"), video_dir)
 
 
 @pytest.mark.parametrize("video_id", ["../secret.mp4", "/etc/passwd", "a/../../x.mp4", ""])
@@ -53,7 +56,7 @@ def test_custom_csv_marks_unsafe_and_missing(tmp_path, video_dir):
                    "../../etc/passwd,escape,train\n"
                    "none.mp4,missing,test\n"
                    "clip a.webm,another caption,train\n", encoding="utf-8")
-    examples = {e.video_id: e for e in datasets.load_custom(str(csv), video_dir)}
+    examples = {e.video_id: e for e in load_custom(str(csv), video_dir)}
     assert examples["clip a.webm"].captions == ["a caption", "another caption"]
     assert examples["clip a.webm"].problem is None
     assert examples["../../etc/passwd"].problem == "unsafe_id"
@@ -69,7 +72,7 @@ def test_malformed_msrvtt_gives_clear_error(tmp_path, text, match):
     path = tmp_path / "bad.json"
     path.write_text(text)
     with pytest.raises(datasets.AnnotationError, match=match):
-        datasets.load_msrvtt([str(path)], str(tmp_path))
+        load_msrvtt([str(path)], str(tmp_path))
 
 
 def test_custom_jsonl_non_ascii_and_empty_captions(tmp_path):
@@ -78,7 +81,7 @@ def test_custom_jsonl_non_ascii_and_empty_captions(tmp_path):
                                 "split": "train"}) + "\n"
                     + json.dumps({"video": "y.mp4", "caption": "", "split": "train"}) + "\n",
                     encoding="utf-8")
-    examples = {e.video_id: e for e in datasets.load_custom(str(path), str(tmp_path))}
+    examples = {e.video_id: e for e in load_custom(str(path), str(tmp_path))}
     assert examples["x.mp4"].captions == ["un café très chaud"]
     assert examples["y.mp4"].problem == "no_captions"
 
@@ -90,7 +93,7 @@ def test_spreadsheet_csv_is_accepted(tmp_path, video_dir):
     csv.write_bytes("Video, Caption, Split\r\n"
                     "clip a.webm, a caption, Train\r\n"
                     "video9149.mp4, \"another, with a comma\", test\r\n".encode("utf-8-sig"))
-    examples = {e.video_id: e for e in datasets.load_custom(str(csv), video_dir)}
+    examples = {e.video_id: e for e in load_custom(str(csv), video_dir)}
     assert examples["clip a.webm"].captions == ["a caption"]
     assert examples["clip a.webm"].split == "train" and examples["clip a.webm"].problem is None
     assert examples["video9149.mp4"].captions == ["another, with a comma"]
@@ -100,4 +103,4 @@ def test_csv_without_the_columns_shows_the_header_it_found(tmp_path, video_dir):
     csv = tmp_path / "ann.csv"
     csv.write_text("file;text\nclip a.webm;a caption\n", encoding="utf-8")
     with pytest.raises(datasets.AnnotationError, match="its first line is: file;text$"):
-        datasets.load_custom(str(csv), video_dir)
+        load_custom(str(csv), video_dir)

@@ -6,17 +6,18 @@ import contextlib
 import os
 import resource
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from etenet_tf.export import serving
-from etenet_tf.training import checkpoints, stages
+from etenet_tf.export.config import ExportConfig
+from etenet_tf.generation import DecodingConfig
+from etenet_tf.run_dir import RunDir
+from etenet_tf.training import checkpoints
+from helpers import error_lines, run_main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT = 1 << 20  # 1 MiB: below any checkpoint or SavedModel of the model
 
 
@@ -38,8 +39,8 @@ def disk_full():
 
 
 def test_checkpoint_write_failure_keeps_previous(trained_model_dir, tmp_path):
-    model, _ = stages.load_trained_model(trained_model_dir.model_dir)
-    saver = checkpoints.TrainingCheckpoints(str(tmp_path / "stage"), model, {},
+    model = RunDir(trained_model_dir.model_dir).load_trained_model("finetune")
+    saver = checkpoints.TrainingCheckpoints(RunDir(str(tmp_path)), "stage", model, {},
                                             tf.distribute.OneDeviceStrategy("/cpu:0"))
     saver.step.assign(5)
     first = saver.save()
@@ -57,25 +58,23 @@ def test_checkpoint_write_failure_keeps_previous(trained_model_dir, tmp_path):
     np.testing.assert_array_equal(kernel.numpy(), before)
     with disk_full(), pytest.raises(checkpoints.CheckpointWriteError, match="best"):
         saver.save_best({"metric": "CIDEr", "value": 1.0, "epoch": 1, "step": 10, "scores": {}})
-    assert checkpoints.read_best(str(tmp_path / "stage")) is None
+    assert RunDir(str(tmp_path)).read_best("stage") is None
 
 
 def test_export_write_failure_keeps_previous_version(trained_model_dir, tmp_path):
     cfg = trained_model_dir
-    model, _ = stages.load_trained_model(cfg.model_dir)
+    model = RunDir(cfg.model_dir).load_trained_model("finetune")
     export_dir = tmp_path / "exports"
-    first = serving.export(model, str(export_dir), "etenet", beam_size=1, max_length=5)
+    first = serving.export(model, ExportConfig(export_dir=str(export_dir), export_name="etenet"),
+                           DecodingConfig(beam_size=1, max_decode_length=5))
     files = sorted(os.path.relpath(os.path.join(d, f), first)
                    for d, _, fs in os.walk(first) for f in fs)
     # the same fault, through the command line: one error line, exit 1
-    args = [f"--{k}={getattr(cfg, k)}" for k in ("model_dir", "beam_size", "max_decode_length")]
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "main.py"), "--stage=export",
-         f"--export_dir={export_dir}", "--export_name=etenet", *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, preexec_fn=_limit_file_size,
-        env=dict(os.environ, PYTHONPATH=ROOT))
+    result = run_main("--stage=export", f"--export_dir={export_dir}", "--export_name=etenet",
+                      f"--model_dir={cfg.model_dir}", "--beam_size=1", "--max_decode_length=5",
+                      preexec_fn=_limit_file_size)
     assert result.returncode == 1, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = error_lines(result)
     assert len(errors) == 1 and "could not write the export" in errors[0], result.stderr[-3000:]
     assert "nothing was published" in errors[0] and "Traceback" not in result.stderr
     assert sorted(os.listdir(export_dir / "etenet")) == ["1"]  # no 2, no temp dir

@@ -10,10 +10,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import data_path
-from etenet_tf import caption_videos
+from etenet_tf import jobs
 from etenet_tf.data import video_decode
 from etenet_tf.export import serving
-from etenet_tf.training import stages
+from etenet_tf.export.config import ExportConfig
+from etenet_tf.generation import CaptionGenerator
+from etenet_tf.run_dir import RunDir
 
 # A fresh interpreter in which etenet_tf, keras and tensorflow_text cannot be imported.
 _CLEAN_LOAD = textwrap.dedent("""
@@ -90,10 +92,11 @@ _CLEAN_LOAD = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def exported(trained_model_dir, tmp_path_factory):
     cfg = trained_model_dir
-    model, _ = stages.load_trained_model(cfg.model_dir)
+    model = RunDir(cfg.model_dir).load_trained_model("finetune")
     root = str(tmp_path_factory.mktemp("export"))
-    path = serving.export(model, root, "etenet", beam_size=cfg.beam_size,
-                          max_length=cfg.max_decode_length, max_frames=64, max_total_frames=128)
+    path = serving.export(model, ExportConfig(export_dir=root, export_name="etenet",
+                                              max_serving_frames=64, max_serving_total_frames=128),
+                          cfg.decoding)
     return cfg, model, root, path
 
 
@@ -142,9 +145,10 @@ def test_clean_process_gives_the_same_captions(exported, tmp_path):
     served = json.loads(proc.stdout.strip().splitlines()[-1])
     # in Python: the same JPEG bytes decoded by TF, then the caption stage's function
     frames = np.stack([[tf.io.decode_jpeg(j).numpy() for j in v] for v in jpegs])
-    expected, scores, _ = caption_videos.caption_frames(
-        model, frames, beam_size=cfg.beam_size, max_length=cfg.max_decode_length,
-        length_penalty=cfg.length_penalty)
+    captions = CaptionGenerator(model, cfg.decoding.sampler(),
+                                cfg.decoding.max_decode_length)(frames)
+    expected = [c.decode() for c in captions.texts[:, 0].numpy()]
+    scores = captions.scores[:, 0].numpy()
     assert served["captions"] == expected
     np.testing.assert_allclose(served["scores"], scores, rtol=1e-4)
     # JPEGs of every size and aspect ratio are served (resized in the graph),
@@ -194,23 +198,22 @@ def test_caption_stage_reports_bad_files_and_continues(trained_model_dir, tmp_pa
     cfg = trained_model_dir
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 100)
-    run = vars(cfg).copy()
     same_name = tmp_path / "copy" / "moviepy_example_mask.mp4"
     same_name.parent.mkdir()
     shutil.copy(data_path("moviepy_example_mask.mp4"), same_name)
     from test_video_decode import write_gif_bomb
     bomb = write_gif_bomb(tmp_path / "bomb.gif", 13000)  # 13000x13000 declared: over the limit
-    run.update(videos=[data_path("moviepy_example_mask.mp4"), str(bad),
-                       data_path("moviepy_transparent.webm"), str(same_name), bomb],
-               output=str(tmp_path / "captions.json"), attention_dir=str(tmp_path / "att"))
-    import types
-    failures = caption_videos.run_caption(types.SimpleNamespace(**run))
+    videos = [data_path("moviepy_example_mask.mp4"), str(bad),
+              data_path("moviepy_transparent.webm"), str(same_name), bomb]
+    failures = jobs.run(cfg.replace(stage="caption", videos=videos,
+                                    output=str(tmp_path / "captions.json"),
+                                    attention_dir=str(tmp_path / "att")))
     out = capsys.readouterr()
     assert list(failures) == [str(bad), bomb]
     assert "--max_frame_pixels" in failures[bomb] and "13000x13000" in failures[bomb]
     assert out.out.count("\t") == 3 and out.err.count("ERROR") == 2
     saved = json.load(open(tmp_path / "captions.json"))
-    assert "error" in saved[str(bad)] and "caption" in saved[run["videos"][0]]
+    assert "error" in saved[str(bad)] and "caption" in saved[videos[0]]
     # videos with the same file name get a picture each
     assert sorted(os.listdir(tmp_path / "att")) == [
         "moviepy_example_mask.mp4-2.png", "moviepy_example_mask.mp4.png",

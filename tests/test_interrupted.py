@@ -13,34 +13,25 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY, tiny_cfg
-from etenet_tf.cli import main as cli_main
+from conftest import tiny_cfg
+from etenet_tf import jobs
 from etenet_tf.data import records
-from etenet_tf.training import checkpoints
+from etenet_tf.run_dir import RunDir
+from helpers import ONE_THREAD, ROOT, argv, python_env, start_main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# One thread makes every run bitwise repeatable (see helpers.ONE_THREAD), so
+# any difference left comes from the interruption itself.
+pytestmark = pytest.mark.slow
 
 
 def _args(cfg, stage, **extra):
-    values = {k: getattr(cfg, k) for k in TINY}
-    values.update(records_dir=cfg.records_dir, model_dir=cfg.model_dir, stage=stage, **extra)
-    return [f"--{k}={v}" for k, v in values.items()]
-
-
-# Multithreaded CPU reductions (convolution weight gradients) add up in an
-# order that depends on thread timing: two uninterrupted finetune runs then
-# differ in the last bits, which Adam grows to ~1e-3 in 6 steps (measured).
-# One thread makes every run bitwise repeatable, so any difference left
-# comes from the interruption itself.
-ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    return argv(cfg, stage=stage, **extra)
 
 
 def _main(args, log):
-    """Starts `main.py` in its own process group (so kill -9 takes its workers too)."""
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args],
-                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, **ONE_THREAD),
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    """Starts `main.py` on one thread, in its own process group (so kill -9
+    takes its workers too)."""
+    return start_main(args, log, env=ONE_THREAD)
 
 
 def kill_when(args, ready, log, timeout=300):
@@ -96,21 +87,21 @@ def assert_same_checkpoints(expected, got, atol=1e-5):
 def test_prepare_killed_then_resumed_equals_uninterrupted(tmp_path):
     params = dict(videos_per_shard=4, workers=1)
     base = tiny_cfg(str(tmp_path / "base"), **params)
-    cli_main.run_prepare(base)
+    jobs.run(base.replace(stage="prepare"))
     killed = tiny_cfg(str(tmp_path / "killed"), **params)
     args = _args(killed, "prepare", **params)
-    shards = lambda: glob.glob(os.path.join(killed.records_dir, "*.tfrecord"))  # noqa: E731
+    shards = lambda: glob.glob(os.path.join(killed.data.records_dir, "*.tfrecord"))  # noqa: E731
     kill_when(args, lambda: len(shards()) >= 3, tmp_path / "killed.log")
     finished = {p: os.path.getmtime(p) for p in shards()}
-    assert not os.path.exists(os.path.join(killed.records_dir, "dataset.json"))
+    assert not os.path.exists(os.path.join(killed.data.records_dir, "dataset.json"))
     out = run_to_end(args, tmp_path / "resumed.log")
     assert "prepare: wrote test 48, train 48, val 48 videos" in out
     # shards finished before the kill were kept, not rewritten
     assert all(os.path.getmtime(p) == t for p, t in finished.items())
-    names = sorted(os.listdir(base.records_dir))
-    assert names == sorted(os.listdir(killed.records_dir))  # no temp files left
+    names = sorted(os.listdir(base.data.records_dir))
+    assert names == sorted(os.listdir(killed.data.records_dir))  # no temp files left
     for name in names:
-        a, b = os.path.join(base.records_dir, name), os.path.join(killed.records_dir, name)
+        a, b = os.path.join(base.data.records_dir, name), os.path.join(killed.data.records_dir, name)
         if name.endswith(".tfrecord"):
             # equal examples (proto map order in the bytes may differ between processes)
             assert _examples(a) == _examples(b), name
@@ -127,7 +118,7 @@ def _examples(path):
 def uninterrupted(shapes_records, tmp_path_factory):
     """pretrain then finetune through main.py, never interrupted."""
     tmp = tmp_path_factory.mktemp("uninterrupted")
-    base = tiny_cfg(str(tmp / "base"), records_dir=shapes_records.records_dir)
+    base = tiny_cfg(str(tmp / "base"), records_dir=shapes_records.data.records_dir)
     for stage in ("pretrain", "finetune"):
         run_to_end(_args(base, stage), tmp / f"{stage}-base.log")
     return base
@@ -140,8 +131,8 @@ def assert_same_as_uninterrupted(base, cfg, stage):
     assert os.path.basename(final) == os.path.basename(expected)
     # measured: bitwise equal; the tolerance allows for other kernels
     assert_same_checkpoints(expected, final, atol=1e-6)
-    best = checkpoints.read_best(os.path.join(cfg.model_dir, stage))
-    want = checkpoints.read_best(os.path.join(base.model_dir, stage))
+    best = RunDir(cfg.model_dir).read_best(stage)
+    want = RunDir(base.model_dir).read_best(stage)
     assert (best["epoch"], best["step"]) == (want["epoch"], want["step"])
     assert best["value"] == pytest.approx(want["value"], abs=1e-6)
     return final
@@ -150,7 +141,7 @@ def assert_same_as_uninterrupted(base, cfg, stage):
 def test_pretrain_and_finetune_killed_then_resumed_equal_uninterrupted(uninterrupted,
                                                                       shapes_records, tmp_path):
     base = uninterrupted
-    cfg = tiny_cfg(str(tmp_path / "killed"), records_dir=shapes_records.records_dir)
+    cfg = tiny_cfg(str(tmp_path / "killed"), records_dir=shapes_records.data.records_dir)
     for stage in ("pretrain", "finetune"):
         ckpt_dir = os.path.join(cfg.model_dir, stage, "checkpoints")
         args = _args(cfg, stage)
@@ -174,7 +165,7 @@ def test_sigterm_saves_a_checkpoint_and_the_next_run_resumes(uninterrupted, shap
     `ckpt-N_temp` left; the same command then resumes there and ends with
     the weights of an uninterrupted run. Meanwhile a second run on the same
     model directory is refused, naming the first one's pid."""
-    cfg = tiny_cfg(str(tmp_path / "stopped"), records_dir=shapes_records.records_dir)
+    cfg = tiny_cfg(str(tmp_path / "stopped"), records_dir=shapes_records.data.records_dir)
     ckpt_dir = os.path.join(cfg.model_dir, "pretrain", "checkpoints")
     args = _args(cfg, "pretrain")
     lock = os.path.join(cfg.model_dir, "pretrain", ".lock")
@@ -188,7 +179,7 @@ def test_sigterm_saves_a_checkpoint_and_the_next_run_resumes(uninterrupted, shap
         os.kill(proc.pid, signal.SIGSTOP)  # holds its lock while the second run tries
         second = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args],
                                 capture_output=True, text=True, cwd=ROOT, timeout=300,
-                                env=dict(os.environ, PYTHONPATH=ROOT, **ONE_THREAD))
+                                env=python_env(**ONE_THREAD))
         os.kill(proc.pid, signal.SIGCONT)
         assert second.returncode == 1, second.stderr[-3000:]
         assert len(_error_lines(second.stderr)) == 1 and "Traceback" not in second.stderr
@@ -230,7 +221,7 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path):
     directory = str(tmp_path / "model" / "pretrain")
     holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, directory], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONPATH=ROOT))
+                              env=python_env())
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(files.LockedError, match=f"in use by another run \\(pid {holder.pid} "):
@@ -250,7 +241,7 @@ def test_ctrl_c_during_prepare_prints_one_line(tmp_path):
     cfg = tiny_cfg(str(tmp_path), videos_per_shard=4, workers=2)
     args = _args(cfg, "prepare", videos_per_shard=4, workers=2)
     log = tmp_path / "prepare.log"
-    shards = lambda: glob.glob(os.path.join(cfg.records_dir, "*.tfrecord"))  # noqa: E731
+    shards = lambda: glob.glob(os.path.join(cfg.data.records_dir, "*.tfrecord"))  # noqa: E731
     proc = _main(args, log)
     try:
         deadline = time.time() + 300
@@ -267,7 +258,7 @@ def test_ctrl_c_during_prepare_prints_one_line(tmp_path):
     assert proc.returncode == 130, out[-3000:]
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out[-3000:]
     assert _error_lines(out) == ["error: stopped by Ctrl-C; re-run the same command to resume"]
-    assert not glob.glob(os.path.join(cfg.records_dir, "*.tmp-*"))
+    assert not glob.glob(os.path.join(cfg.data.records_dir, "*.tmp-*"))
 
 
 def test_export_killed_leaves_no_version_then_reruns(trained_model_dir, tmp_path):
@@ -282,11 +273,10 @@ def test_export_killed_leaves_no_version_then_reruns(trained_model_dir, tmp_path
     assert sorted(os.listdir(model_root)) == ["1"] and not temp_dirs()
     # same outputs as an export that was never interrupted
     from etenet_tf.export import serving
-    from etenet_tf.training import stages
-    model, _ = stages.load_trained_model(cfg.model_dir)
-    reference = serving.export(model, str(tmp_path / "reference"), "etenet",
-                               beam_size=cfg.beam_size, max_length=cfg.max_decode_length,
-                               max_frames=cfg.max_serving_frames)
+    from etenet_tf.export.config import ExportConfig
+    model = RunDir(cfg.model_dir).load_trained_model("finetune")
+    reference = serving.export(model, ExportConfig(export_dir=str(tmp_path / "reference"),
+                                                   export_name="etenet"), cfg.decoding)
     frames = tf.random.stateless_uniform([2, 2, 75, 75, 3], [1, 2], 0, 255)
     got = tf.saved_model.load(str(model_root / "1")).signatures["serving_frames"](frames=frames)
     want = tf.saved_model.load(reference).signatures["serving_frames"](frames=frames)

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import data_path
-from etenet_tf.data import datasets, pipeline, prepare, records
+from etenet_tf.data import pipeline, prepare, records
+from etenet_tf.data.sources.custom import load_custom
 from etenet_tf.text import tokenizer, vocabulary
 
 
@@ -29,7 +30,7 @@ def _examples(tmp_path):
     csv = tmp_path / "ann.csv"
     csv.write_text("video,caption,split\n" + "".join(
         f"{v},a clip called {os.path.splitext(os.path.basename(v))[0]},{s}\n" for v, s in rows))
-    return datasets.load_custom(str(csv), str(vdir))
+    return load_custom(str(csv), str(vdir))
 
 
 def test_prepare_writes_records_and_reports_problems(tmp_path):
@@ -80,8 +81,8 @@ def test_prepare_refuses_other_parameters(tmp_path):
 
 
 def test_train_batches_are_deterministic_per_epoch(shapes_records):
-    files = records.list_shards(shapes_records.records_dir, "train")
-    vocab = vocabulary.Vocabulary.load(os.path.join(shapes_records.records_dir, "vocab.txt"))
+    files = records.list_shards(shapes_records.data.records_dir, "train")
+    vocab = vocabulary.Vocabulary.load(os.path.join(shapes_records.data.records_dir, "vocab.txt"))
     tok = tokenizer.CaptionTokenizer(vocab, 10)
 
     def tokens(epoch):
@@ -115,7 +116,7 @@ def test_prepare_with_every_kind_of_bad_video_completes(tmp_path):
     csv.write_text("video,caption,split\n" + "".join(
         f"{name},a clip number {i},{'train' if i % 2 else 'val'}\n"
         for i, name in enumerate(handled + skipped)))
-    examples = datasets.load_custom(str(csv), str(vdir))
+    examples = load_custom(str(csv), str(vdir))
     out = str(tmp_path / "records")
     report = prepare.prepare(examples, out, 4, 75, dataset_name="custom",
                              vocabulary_builder=_build, videos_per_shard=2, workers=2)
@@ -149,26 +150,26 @@ def test_corrupt_shard_is_named_and_prepare_writes_it_again(trained_model_dir, t
     with an error naming the shard and the fix (before: a DataLossError
     traceback naming neither), and prepare, which used to keep any shard
     that exists, checks it against its checksum and writes it again."""
-    import types
-    from etenet_tf.cli import main as cli_main
-    from etenet_tf.evaluation import evaluate
+    from etenet_tf import jobs
     cfg = trained_model_dir
-    root = os.path.dirname(cfg.records_dir)
+    root = os.path.dirname(cfg.data.records_dir)
     shutil.copytree(os.path.join(root, "shapes"), tmp_path / "shapes")
-    shutil.copytree(cfg.records_dir, tmp_path / "records", ignore=shutil.ignore_patterns(".lock"))
-    copy = types.SimpleNamespace(**dict(vars(cfg), records_dir=str(tmp_path / "records"),
-                                        split="test", checkpoint="finetune"))
-    shard = records.list_shards(copy.records_dir, "test")[1]
+    shutil.copytree(cfg.data.records_dir, tmp_path / "records",
+                    ignore=shutil.ignore_patterns(".lock"))
+    copy = cfg.replace(records_dir=str(tmp_path / "records"), split="test",
+                       checkpoint="finetune")
+    records_dir = copy.data.records_dir
+    shard = records.list_shards(records_dir, "test")[1]
     expected = _records_of(shard)
     _flip_middle(shard)
     with pytest.raises(records.CorruptRecordsError) as error:
-        evaluate.run_evaluate(copy)
+        jobs.run(copy.replace(stage="evaluate"))
     assert str(error.value).startswith(f"the record shard {shard} is corrupt (its SHA-256 differs")
-    assert f"re-run --stage=prepare with the same flags (--records_dir={copy.records_dir})" in \
+    assert f"re-run --stage=prepare with the same flags (--records_dir={records_dir})" in \
         str(error.value)
-    others = {p: os.path.getmtime(p) for p in records.list_shards(copy.records_dir, "train")}
+    others = {p: os.path.getmtime(p) for p in records.list_shards(records_dir, "train")}
     capsys.readouterr()
-    cli_main.run_prepare(copy)
+    jobs.run(copy.replace(stage="prepare"))
     assert f"{shard} is corrupt" in capsys.readouterr().err
     assert records.verify_shard(shard) is None and _records_of(shard) == expected
     assert {p: os.path.getmtime(p) for p in others} == others  # intact shards are kept

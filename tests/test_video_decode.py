@@ -263,7 +263,8 @@ def test_prepare_workers_never_import_tensorflow(tmp_path, monkeypatch):
     import shutil
     import subprocess
     import sys
-    from etenet_tf.data import datasets, prepare
+    from etenet_tf.data import prepare
+    from etenet_tf.data.sources.custom import load_custom
     from test_prepare import _build
     handed = []
 
@@ -287,7 +288,7 @@ def test_prepare_workers_never_import_tensorflow(tmp_path, monkeypatch):
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", InProcessPool)
     shutil.copy(data_path("moviepy_example_mask.mp4"), tmp_path / "clip.mp4")
     (tmp_path / "ann.csv").write_text("video,caption,split\nclip.mp4,a clip,train\n")
-    examples = datasets.load_custom(str(tmp_path / "ann.csv"), str(tmp_path))
+    examples = load_custom(str(tmp_path / "ann.csv"), str(tmp_path))
     report = prepare.prepare(examples, str(tmp_path / "records"), 2, 32, dataset_name="custom",
                              vocabulary_builder=_build, workers=1)
     assert report["written"] == {"train": 1} and len(handed) == 1

@@ -18,12 +18,14 @@ import tensorflow as tf
 
 from etenet_tf.data import records
 
+from etenet_tf.errors import MissingInputError
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
 def _read(files, kind):
     if not files:
-        raise FileNotFoundError("no record files given to the input pipeline")
+        raise MissingInputError("no record files given to the input pipeline")
     parse = records.parse_frames if kind == "frames" else records.parse_features
     ds = tf.data.TFRecordDataset(list(files), num_parallel_reads=min(len(files), 8))
     return ds.map(parse, num_parallel_calls=AUTOTUNE)

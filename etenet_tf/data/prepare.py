@@ -35,6 +35,7 @@ from etenet_tf.data import attributes as attributes_lib
 from etenet_tf.data import records
 from etenet_tf.data import video_decode
 from etenet_tf.files import write_json
+from etenet_tf.errors import MissingInputError, UserError
 
 PARAMS_FILE = "prepare_params.json"
 DATASET_FILE = "dataset.json"
@@ -42,7 +43,7 @@ REPORT_FILE = "prepare_report.json"
 VOCABULARY_FILE = "vocab.txt"
 
 
-class PrepareError(Exception):
+class PrepareError(UserError):
     """Prepare cannot go on (strict mode, or inconsistent output dir)."""
 
 
@@ -248,7 +249,7 @@ def load_dataset_info(records_dir):
     """Reads `dataset.json`; a clear error when prepare has not run."""
     path = os.path.join(records_dir, DATASET_FILE)
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} not found: run --stage=prepare with --records_dir={records_dir} first"
         )
     with open(path, encoding="utf-8") as f:

@@ -30,9 +30,10 @@ import tensorflow as tf
 
 from etenet_tf import files
 from etenet_tf import limits
+from etenet_tf.errors import UserError
 
 
-class CorruptRecordsError(Exception):
+class CorruptRecordsError(UserError):
     """A record shard is damaged; the message names it and the fix."""
 
 

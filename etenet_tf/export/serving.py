@@ -26,6 +26,7 @@ which; the next request is unaffected. (Both inputs are declared with
 unknown rank so that the graph itself checks the rank.)
 """
 
+import dataclasses
 import glob
 import os
 import shutil
@@ -34,14 +35,14 @@ import keras
 import tensorflow as tf
 
 from etenet_tf import files
-from etenet_tf.evaluation import predict
+from etenet_tf.generation import CaptionGenerator
 from etenet_tf import limits
 from etenet_tf.data import records
 from etenet_tf.files import write_failure_advice, write_failure_reason
-from etenet_tf.training import stages as stages_lib
+from etenet_tf.errors import UserError
 
 
-class ExportWriteError(Exception):
+class ExportWriteError(UserError):
     """The SavedModel could not be written (disk full, quota, permissions)."""
 
 
@@ -55,15 +56,15 @@ def resample_frames(frames, num_frames):
     return tf.gather(frames, index, axis=1)
 
 
-def build_archive(model, *, beam_size, max_length, length_penalty,
-                  max_frames=limits.MAX_SERVING_FRAMES,
+def build_archive(model, decoding, *, max_frames=limits.MAX_SERVING_FRAMES,
                   max_total_frames=limits.MAX_SERVING_TOTAL_FRAMES,
                   max_frame_pixels=limits.MAX_FRAME_PIXELS):
     """A `keras.export.ExportArchive` with both serving signatures.
 
     Args:
         model: the trained captioner.
-        beam_size, max_length, length_penalty: beam search settings.
+        decoding: a `DecodingConfig` (beam search settings; the best
+            caption of each video is served).
         max_frames: most frames per video in a request.
         max_total_frames: most frames in a request (videos x frames); the
             encoder runs on all of them at once, so this bounds memory.
@@ -83,7 +84,8 @@ def build_archive(model, *, beam_size, max_length, length_penalty,
                 message=f"at most {max_total_frames} frames per request (videos x frames)"),
         ]
 
-    generator = predict.caption_generator(model, beam_size, max_length, length_penalty)
+    best_only = dataclasses.replace(decoding, num_captions=1)
+    generator = CaptionGenerator(model, best_only.sampler(), decoding.max_decode_length)
 
     def caption(frames):
         captions = generator.captions(frames)
@@ -139,16 +141,20 @@ def next_version(model_root):
     return max(versions, default=0) + 1
 
 
-def check_export_target(export_dir, name, version=0):
+def check_export_target(config):
     """Checks, before any work, that the export can be written: the export
     root is a writable directory and an explicit version is still free.
 
+    Args:
+        config: the `ExportConfig`.
+
     Returns:
-        The model root `<export_dir>/<name>`.
+        The model root `<export_dir>/<export_name>`.
 
     Raises:
         files.WriteTargetError: it cannot; the message names the flag.
     """
+    export_dir, name, version = config.export_dir, config.export_name, config.export_version
     files.ensure_directory(export_dir, "export_dir")
     root = os.path.join(export_dir, name)
     files.ensure_directory(root, "export_name",
@@ -161,30 +167,33 @@ def check_export_target(export_dir, name, version=0):
     return root
 
 
-def export(model, export_dir, name, *, version=0, beam_size=5, max_length=20,
-           length_penalty=0.6, max_frames=limits.MAX_SERVING_FRAMES,
-           max_total_frames=limits.MAX_SERVING_TOTAL_FRAMES,
-           max_frame_pixels=limits.MAX_FRAME_PIXELS):
+def export(model, config, decoding, *, max_frame_pixels=limits.MAX_FRAME_PIXELS):
     """Writes the SavedModel atomically; returns its final path.
 
     Two exports of one model name never run at once (a lock file
     `<export_dir>/.<name>.lock`, kept out of the directory TF Serving
     watches), so they cannot pick the same version.
+
+    Args:
+        model: the trained captioner.
+        config: the `ExportConfig` (where, which version, request limits).
+        decoding: the `DecodingConfig` of the in-graph beam search.
+        max_frame_pixels: most pixels a frame of a request may have.
     """
-    root = check_export_target(export_dir, name, version)
-    with files.exclusive_lock(export_dir, f"--stage=export --export_name={name}",
+    root = check_export_target(config)
+    name = config.export_name
+    with files.exclusive_lock(config.export_dir, f"--stage=export --export_name={name}",
                               name=f".{name}.lock"):
         for stale in glob.glob(os.path.join(root, ".tmp-*")):
             shutil.rmtree(stale, ignore_errors=True)
-        version = version or next_version(root)
+        version = config.export_version or next_version(root)
         final = os.path.join(root, str(version))
-        check_export_target(export_dir, name, version)
+        check_export_target(dataclasses.replace(config, export_version=version))
         tmp = os.path.join(root, f".tmp-{version}-{os.getpid()}")
         try:
             with files.atomic_path(final, tmp=tmp):
-                archive = build_archive(model, beam_size=beam_size, max_length=max_length,
-                                        length_penalty=length_penalty, max_frames=max_frames,
-                                        max_total_frames=max_total_frames,
+                archive = build_archive(model, decoding, max_frames=config.max_serving_frames,
+                                        max_total_frames=config.max_serving_total_frames,
                                         max_frame_pixels=max_frame_pixels)
                 archive.write_out(tmp, verbose=False)
         except (OSError, tf.errors.OpError) as e:
@@ -194,18 +203,3 @@ def export(model, export_dir, name, *, version=0, beam_size=5, max_length=20,
                 f"{write_failure_advice(e, root)} and re-run"
             ) from e
     return final
-
-
-def run_export(cfg):
-    # where the export goes is checked before the model is loaded
-    check_export_target(cfg.export_dir, cfg.export_name, cfg.export_version)
-    stage = "auto" if cfg.checkpoint == "both" else cfg.checkpoint
-    model, stage = stages_lib.load_trained_model(cfg.model_dir, stage)
-    path = export(model, cfg.export_dir, cfg.export_name, version=cfg.export_version,
-                  beam_size=cfg.beam_size, max_length=cfg.max_decode_length,
-                  length_penalty=cfg.length_penalty, max_frames=cfg.max_serving_frames,
-                  max_total_frames=cfg.max_serving_total_frames,
-                  max_frame_pixels=cfg.max_frame_pixels)
-    print(f"exported the {stage} model to {path} (signatures: serving_default <- frames_jpeg, "
-          f"serving_frames <- frames)")
-    return path

@@ -4,6 +4,7 @@ import dataclasses
 
 from etenet_tf.errors import UsageError
 from etenet_tf.generation.samplers import BeamSampler, GreedySampler
+from etenet_tf.options import check, option
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,19 +21,17 @@ class DecodingConfig:
             `beam_size`).
     """
 
-    beam_size: int = 5
-    length_penalty: float = 0.6
-    max_decode_length: int = 20
-    num_captions: int = 1
+    beam_size: int = option(5, "Beam size (1 = greedy).", low=1)
+    length_penalty: float = option(0.6, "Beam search length penalty alpha.", low=0.0)
+    max_decode_length: int = option(20, "Most tokens generated per caption.", low=1)
+    num_captions: int = option(1, "Captions returned per video, best first (<= --beam_size).",
+                               low=1)
 
     def validate(self):
-        if self.beam_size < 1 or self.max_decode_length < 1:
-            raise UsageError("--beam_size and --max_decode_length must be >= 1")
-        if not 1 <= self.num_captions <= self.beam_size:
-            raise UsageError(f"--num_captions={self.num_captions} must be between 1 and "
+        check(self)
+        if self.num_captions > self.beam_size:
+            raise UsageError(f"--num_captions={self.num_captions} must be <= "
                              f"--beam_size={self.beam_size} (each caption is a beam)")
-        if self.length_penalty < 0:
-            raise UsageError("--length_penalty must be >= 0")
 
     def sampler(self):
         """The sampler these settings describe."""

@@ -3,16 +3,19 @@
 `ModelConfig` is what `<model_dir>/model_config.json` holds: later stages
 (finetune, evaluate, caption, export) rebuild exactly the same network
 from it. The paper's EtENet is `spatial_grid=1, temporal="none"`
-(`ModelConfig.paper()`): one pooled vector per frame, order-free
+(`ModelConfig.is_paper`): one pooled vector per frame, order-free
 attention.
 """
 
 import dataclasses
 
+from etenet_tf.errors import UsageError
+from etenet_tf.model import encoder as encoder_lib
 from etenet_tf.model.attention_lstm import SoftAttentionLSTM
 from etenet_tf.model.captioner import EtENetCaptioner
-from etenet_tf.model.encoder import FrameEncoder
+from etenet_tf.model.encoder import ENCODERS, FrameEncoder
 from etenet_tf.model.video_context import TEMPORAL_MODES, SpatioTemporalContext
+from etenet_tf.options import check, option
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +29,9 @@ class ModelConfig:
         spatial_grid: cells per side of each frame's feature grid (1: one
             pooled vector per frame, as in the paper).
         feature_layer: backbone layer pooled into the grid ("" = last).
-        temporal: `none` (the paper), `position` (frame-index embedding)
-            or `conv` (embedding + 3-D convolution over frames and cells).
+        temporal: `none` (the paper), `position` (frame-index embedding),
+            `conv` (embedding + 3-D convolution over frames and cells) or
+            `gru` (embedding + a bidirectional GRU over the frames).
         context_dim: memory token size after projection (0: the encoder's
             channels; `conv` needs > 0). Unused in paper mode.
         embedding_dim: word embedding size (and deep output size).
@@ -36,21 +40,39 @@ class ModelConfig:
         dropout: decoder dropout rate.
     """
 
-    encoder: str = "inception_v3"
-    image_size: int = 299
-    num_frames: int = 16
-    spatial_grid: int = 1
-    feature_layer: str = ""
-    temporal: str = "none"
-    context_dim: int = 256
-    embedding_dim: int = 256
-    hidden_dim: int = 512
-    attention_dim: int = 256
-    dropout: float = 0.5
+    encoder: str = option("inception_v3", "keras.applications frame encoder.", choices=ENCODERS)
+    # the frame size and count come from the prepared data, not from flags
+    image_size: int = option(299, "Frame side in pixels.", low=1, flag=False)
+    num_frames: int = option(16, "Frames per clip.", low=1, flag=False)
+    spatial_grid: int = option(
+        1, "Cells per side of each frame's feature grid: 1 pools each frame to one vector (the "
+        "paper); N keeps N x N cells with position embeddings, and attention runs over frames "
+        "x cells.", low=1)
+    feature_layer: str = option("", "Encoder layer pooled into the grid (empty: the last; e.g. "
+                                "mixed2 for InceptionV3, 7x7 at 75 px).")
+    temporal: str = option(
+        "none", "Frame order in the model: none (the paper: order-free attention), position "
+        "(frame-index embedding), conv (+ 3-D convolution over frames and cells) or gru (+ a "
+        "bidirectional GRU over the frames).", choices=TEMPORAL_MODES)
+    context_dim: int = option(256, "Memory token size after projection when a grid or temporal "
+                              "option is on (0: keep the encoder's channels; conv and gru need "
+                              "> 0).", low=0)
+    embedding_dim: int = option(256, "Word embedding size.", low=1)
+    hidden_dim: int = option(512, "LSTM size.", low=1)
+    attention_dim: int = option(256, "Attention MLP size.", low=1)
+    dropout: float = option(0.5, "Decoder dropout.", low=0.0, high=1.0, high_open=True)
 
-    def __post_init__(self):
-        if self.temporal not in TEMPORAL_MODES:
-            raise ValueError(f"temporal must be one of {', '.join(TEMPORAL_MODES)}")
+    def validate(self):
+        """Raises `UsageError` for options the encoder cannot give."""
+        check(self)
+        if self.temporal in ("conv", "gru") and self.context_dim < 1:
+            raise UsageError(f"--temporal={self.temporal} needs --context_dim > 0 (it runs on "
+                             "projected features)")
+        try:
+            encoder_lib.check_options(self.encoder, self.image_size, self.spatial_grid,
+                                      self.feature_layer)
+        except encoder_lib.EncoderOptionError as e:
+            raise UsageError(f"{e} (--spatial_grid / --feature_layer / --image_size)") from None
 
     @property
     def is_paper(self):
@@ -64,7 +86,9 @@ class ModelConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown model options {', '.join(unknown)}")
-        return cls(**values)
+        config = cls(**values)
+        check(config)
+        return config
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -15,6 +15,8 @@ import numpy as np
 from keras import ops
 from keras.applications import imagenet_utils
 
+from etenet_tf.errors import UsageError, UserError
+
 _WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
 
 
@@ -60,7 +62,7 @@ ENCODERS = {
 }
 
 
-class EncoderWeightsError(Exception):
+class EncoderWeightsError(UserError):
     """Encoder weights were asked for but cannot be found."""
 
 
@@ -126,7 +128,7 @@ def _pooling_matrix(size, cells):
     return weights
 
 
-class EncoderOptionError(ValueError):
+class EncoderOptionError(UsageError):
     """An encoder option the chosen backbone cannot give (grid too large,
     unknown feature layer, image too small)."""
 
@@ -177,6 +179,8 @@ def check_options(encoder_name, image_size, spatial_grid=1, feature_layer=None):
                                  f"of {spec.min_image_size}")
     if spatial_grid < 1:
         raise EncoderOptionError(f"spatial grid {spatial_grid} must be >= 1")
+    if spatial_grid == 1 and not feature_layer:
+        return  # every backbone's last map has a cell
     height, width, _ = feature_map_size(encoder_name, image_size, feature_layer)
     if spatial_grid > min(height, width):
         raise EncoderOptionError(

@@ -10,13 +10,14 @@ import os
 import tensorflow as tf
 
 from etenet_tf import files
+from etenet_tf.errors import MissingInputError, UserError
 
 PAD, UNK, START, END = "<pad>", "<unk>", "<start>", "<end>"
 SPECIAL_TOKENS = (PAD, UNK, START, END)
 PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
 
 
-class VocabularyError(Exception):
+class VocabularyError(UserError):
     """A vocabulary file is unusable; the message names it and the fix."""
 
 
@@ -70,7 +71,7 @@ class Vocabulary:
                 tokens or repeats a token.
         """
         if not os.path.isfile(path):
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"vocabulary not found: {path} (run --stage=prepare first)"
             )
         fix = ("delete it and re-run --stage=prepare with the same flags to write it again "

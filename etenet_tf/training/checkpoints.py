@@ -4,7 +4,7 @@ Both use `tf.train.CheckpointManager`, which writes a new numbered
 checkpoint before it updates its index file and deletes old ones: a crash
 or a full disk during a save leaves the previous checkpoint usable.
 
-Layout under a stage directory (`<model_dir>/pretrain`, `.../finetune`):
+Layout under a stage directory (`<model_dir>/<stage>`, see `run_dir`):
     checkpoints/   model + optimizers + step + dropout seeds, every N steps
                    and after each epoch's validation
     best/          model weights with the best validation metric so far
@@ -31,19 +31,14 @@ import tensorflow as tf
 
 from etenet_tf.files import (write_failure_advice, write_failure_reason, write_json,
                              write_text)
+from etenet_tf.errors import UserError
+from etenet_tf.run_dir import (CorruptCheckpointError, ModelDirError, checkpoint_paths,
+                               unreadable_reason)
 from etenet_tf.training import strategy as strategy_lib
 
 
-class NoCheckpointError(Exception):
-    """A stage needs a checkpoint that does not exist."""
-
-
-class CheckpointWriteError(Exception):
+class CheckpointWriteError(UserError):
     """A checkpoint could not be written (disk full, quota, permissions)."""
-
-
-class CorruptCheckpointError(Exception):
-    """A checkpoint that must be used is damaged; the message says what to do."""
 
 
 def _save(manager, number, what):
@@ -59,30 +54,6 @@ def _save(manager, number, what):
             f"({write_failure_reason(e)}); the previous one is intact ({kept}). "
             f"{write_failure_advice(e, manager.directory)} and re-run the same command to resume"
         ) from e
-
-
-def checkpoint_paths(directory):
-    """Checkpoint prefixes in `directory` (`.../ckpt-N` with an index file),
-    newest (highest N) first. Does not need the `checkpoint` state file."""
-    numbered = []
-    for index in glob.glob(os.path.join(directory, "ckpt-*.index")):
-        match = re.fullmatch(r"ckpt-(\d+)\.index", os.path.basename(index))
-        if match:
-            numbered.append((int(match.group(1)), index[: -len(".index")]))
-    return [path for _, path in sorted(numbered, reverse=True)]
-
-
-def unreadable_reason(path):
-    """None if every tensor of checkpoint `path` reads back with a matching
-    checksum, else the reason (one line)."""
-    try:
-        reader = tf.train.load_checkpoint(path)
-        for name in reader.get_variable_to_shape_map():
-            reader.get_tensor(name)
-    except (tf.errors.OpError, ValueError) as e:
-        message = getattr(e, "message", None) or str(e)
-        return message.strip().splitlines()[0][:300] if message.strip() else type(e).__name__
-    return None
 
 
 def _state_is_readable(directory):
@@ -139,7 +110,8 @@ class TrainingCheckpoints:
     """The resume checkpoint and the best checkpoint of one stage.
 
     Args:
-        stage_dir: `<model_dir>/<stage>`.
+        run: the `RunDir`.
+        stage: the training stage's name.
         model: the captioner.
         optimizers: dict name -> Keras optimizer (restored with the model).
         strategy: the distribution strategy (non-chief workers write to
@@ -147,8 +119,9 @@ class TrainingCheckpoints:
         max_to_keep: resume checkpoints kept.
     """
 
-    def __init__(self, stage_dir, model, optimizers, strategy, max_to_keep=2):
-        self.stage_dir = stage_dir
+    def __init__(self, run, stage, model, optimizers, strategy, max_to_keep=2):
+        self.run = run
+        self.stage = stage
         self.strategy = strategy
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         # epochs whose validation (and best-checkpoint choice) is done: a run
@@ -159,14 +132,14 @@ class TrainingCheckpoints:
                                               validated_epochs=self.validated_epochs,
                                               rng=seed_states(model), **optimizers)
         self.best_checkpoint = tf.train.Checkpoint(model=model)
-        self._last_dir = os.path.join(stage_dir, "checkpoints")
-        self._best_dir = os.path.join(stage_dir, "best")
+        self._last_dir = run.checkpoints_dir(stage)
+        self._best_dir = run.best_dir(stage)
         self._max_to_keep = max_to_keep
         if strategy_lib.is_chief(strategy):
             for directory in (self._last_dir, self._best_dir):
                 remove_temp_dirs(directory)
                 repair_state(directory)
-            check_best(stage_dir)
+            run.check_best(stage)
         self._make_managers()
 
     def _make_managers(self):
@@ -192,7 +165,7 @@ class TrainingCheckpoints:
         for path in paths:
             reason = unreadable_reason(path)
             if reason is None:
-                self.checkpoint.restore(path).expect_partial()
+                self._restore(path)
                 break
             damaged.append((path, reason))
         else:
@@ -211,8 +184,18 @@ class TrainingCheckpoints:
             raise CorruptCheckpointError(
                 f"every resume checkpoint in {self._last_dir} is damaged (the newest: "
                 f"{damaged[0][1]}); delete {self._last_dir} to train --stage="
-                f"{os.path.basename(self.stage_dir)} again from the start")
+                f"{self.stage} again from the start")
         return path
+
+    def _restore(self, path):
+        try:
+            self.checkpoint.restore(path).expect_partial()
+        except ValueError as e:  # variables of another shape or kind
+            raise ModelDirError(
+                f"the resume checkpoint {path} was written with other training options "
+                f"({str(e).splitlines()[0][:200]}); re-run with the flags it was started with "
+                f"(e.g. --lr_schedule, --finetune_blocks), or delete {self._last_dir} to train "
+                f"--stage={self.stage} again from the start") from None
 
     def save(self):
         path = _save(self.manager, int(self.step.numpy()), "resume")
@@ -221,7 +204,7 @@ class TrainingCheckpoints:
 
     def best(self):
         """The best record (dict) or None."""
-        return read_best(self.stage_dir)
+        return self.run.read_best(self.stage)
 
     def save_best(self, record):
         _save(self.best_manager, int(self.step.numpy()), "best")
@@ -244,75 +227,3 @@ def seed_states(model):
     if not model.built:
         raise ValueError("build the model before creating its checkpoints")
     return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
-
-
-def _damaged_best(stage_dir, reason):
-    best_dir = os.path.join(stage_dir, "best")
-    stage = os.path.basename(os.path.normpath(stage_dir))
-    return CorruptCheckpointError(
-        f"the best {stage} checkpoint in {best_dir} is damaged ({reason}). It is the only "
-        f"copy of the best {stage} weights: restore {best_dir} from a backup, or delete "
-        f"{stage_dir} and re-run --stage={stage} to train that stage again")
-
-
-def read_best(stage_dir):
-    """The best record of a stage (dict), or None if it has none.
-
-    Raises:
-        CorruptCheckpointError: `best.json` is unreadable.
-    """
-    path = os.path.join(stage_dir, "best", "best.json")
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
-        if not isinstance(record, dict) or "value" not in record:
-            raise ValueError("not a best record")
-    except (OSError, ValueError) as e:
-        raise _damaged_best(stage_dir, f"{path}: {e}") from None
-    return record
-
-
-def _best_path(stage_dir):
-    """The best checkpoint's prefix, or None when there is no best record.
-
-    Raises:
-        CorruptCheckpointError: `best.json` exists but the checkpoint is
-            missing or unreadable.
-    """
-    best_dir = os.path.join(stage_dir, "best")
-    record = read_best(stage_dir)
-    if record is None:
-        return None
-    # the checkpoint number is the step best.json names
-    path = os.path.join(best_dir, f"ckpt-{record.get('step')}")
-    if not os.path.exists(path + ".index"):
-        paths = checkpoint_paths(best_dir)
-        if not paths:
-            raise _damaged_best(stage_dir, "best.json is there but no checkpoint files")
-        path = paths[0]
-    reason = unreadable_reason(path)
-    if reason:
-        raise _damaged_best(stage_dir, reason)
-    return path
-
-
-def check_best(stage_dir):
-    """Raises `CorruptCheckpointError` if the stage's best checkpoint exists
-    but is damaged (a stage checks it before training on)."""
-    _best_path(stage_dir)
-
-
-def restore_best(model, stage_dir):
-    """Loads the best weights of a stage into `model`.
-
-    Raises:
-        NoCheckpointError: the stage has no best checkpoint.
-        CorruptCheckpointError: it has one, but it is damaged.
-    """
-    path = _best_path(stage_dir)
-    if path is None:
-        raise NoCheckpointError(f"no best checkpoint in {os.path.join(stage_dir, 'best')}")
-    tf.train.Checkpoint(model=model).restore(path).expect_partial()
-    return path

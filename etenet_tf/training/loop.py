@@ -1,10 +1,11 @@
-"""The training loop shared by pretrain and finetune, for every strategy.
+"""The training loop shared by every training stage, for every strategy.
 
 Why not `model.fit`: it fails under MultiWorkerMirroredStrategy in Keras 3
 (keras-team/keras#20585), it cannot give the encoder its own learning rate
 without a second optimizer, and it cannot resume in the middle of an epoch.
 This loop runs `strategy.run` over a distributed dataset, with:
 
+- the loss of an `Objective` (teacher forcing, self-critical, ...);
 - two Adam optimizers: decoder, and (finetune) encoder at a lower rate;
 - exact resume: the step counter is checkpointed with the model and the
   optimizers; batches depend only on (seed, epoch), so a restarted run
@@ -34,20 +35,21 @@ from etenet_tf.evaluation import attention_image
 from etenet_tf.evaluation import attributes as attributes_lib
 from etenet_tf.evaluation import metrics as metrics_lib
 from etenet_tf.evaluation import predict
-from etenet_tf.model.losses import CaptionLoss
+from etenet_tf.generation import CaptionGenerator, GreedySampler
 from etenet_tf.training import checkpoints as checkpoints_lib
 from etenet_tf.training import strategy as strategy_lib
+from etenet_tf.errors import UsageError, UserError
 
 
 # what `make_validator` scores without Java (plus acc_* with attributes)
 VALIDATION_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr")
 
 
-class TrainingDivergedError(Exception):
+class TrainingDivergedError(UserError):
     """The loss became NaN or infinite."""
 
 
-class TrainingInputError(Exception):
+class TrainingInputError(UsageError):
     """The training data cannot give the steps the run needs (a batch larger
     than the split, records that run short, no validation scores)."""
 
@@ -66,13 +68,14 @@ class Trainer:
     Args:
         model: an `EtENetCaptioner` created under `strategy.scope()`.
         strategy: the distribution strategy.
-        stage_dir: `<model_dir>/<stage>`; checkpoints and logs go there.
-        kind: `"features"` (pretrain from the cache) or `"frames"`.
+        run: the `RunDir`; checkpoints and logs go to its stage directory.
+        stage: the training stage's name.
+        objective: an `objectives.Objective` (the batches and the loss).
+        kind: `"features"` (from the feature cache) or `"frames"`.
         global_batch_size: videos per step over all replicas.
         decoder_learning_rate: Adam learning rate of the decoder.
         encoder_learning_rate: Adam learning rate of the encoder, or None
             to keep it frozen.
-        label_smoothing: see `CaptionLoss`.
         clip_norm: global gradient norm clip (per optimizer).
         gradient_accumulation_steps: optimizer steps accumulate this many
             batches (Keras optimizers' built-in accumulation).
@@ -84,19 +87,20 @@ class Trainer:
         verbose: progress bars and messages.
     """
 
-    def __init__(self, model, strategy, stage_dir, *, kind, global_batch_size,
-                 decoder_learning_rate, encoder_learning_rate=None, label_smoothing=0.0,
-                 clip_norm=5.0, gradient_accumulation_steps=1, checkpoint_every_steps=0,
-                 decay_steps=0, log_every_steps=10, verbose=True):
+    def __init__(self, model, strategy, run, stage, *, objective, kind, global_batch_size,
+                 decoder_learning_rate, encoder_learning_rate=None, clip_norm=5.0,
+                 gradient_accumulation_steps=1, checkpoint_every_steps=0, decay_steps=0,
+                 log_every_steps=10, verbose=True):
         self.model = model
         self.strategy = strategy
-        self.stage_dir = stage_dir
+        self.run = run
+        self.stage = stage
+        self.objective = objective
         self.kind = kind
         self.global_batch_size = global_batch_size
         self.checkpoint_every_steps = checkpoint_every_steps
         self.log_every_steps = log_every_steps
         self.verbose = verbose
-        self.loss_fn = CaptionLoss(label_smoothing)
         accumulation = gradient_accumulation_steps if gradient_accumulation_steps > 1 else None
         self.decoder_variables = list(model.decoder.trainable_variables)
         self.encoder_variables = (
@@ -118,29 +122,29 @@ class Trainer:
                 self.encoder_optimizer.build(self.encoder_variables)
                 optimizers["encoder_optimizer"] = self.encoder_optimizer
             self.checkpoints = checkpoints_lib.TrainingCheckpoints(
-                stage_dir, model, optimizers, strategy
+                run, stage, model, optimizers, strategy
             )
         # restored here, once: a stage may need resumed weights before fit()
         self.resumed_from = self.checkpoints.restore_latest()
         self.chief = strategy_lib.is_chief(strategy)
-        logs = os.path.join(stage_dir, "logs")
+        logs = run.logs_dir(stage)
         if self.chief:
             self.train_writer = tf.summary.create_file_writer(os.path.join(logs, "train"))
             self.val_writer = tf.summary.create_file_writer(os.path.join(logs, "validation"))
         else:
             self.train_writer = self.val_writer = tf.summary.create_noop_writer()
-        # train_step(batch) -> summed loss: one compiled, distributed optimizer step
+        # train_step(batch) -> {"loss", objective metrics}: one compiled,
+        # distributed optimizer step
         self.train_step = self._make_train_step()
 
     def _make_train_step(self):
-        model, strategy = self.model, self.strategy
+        model, strategy, objective = self.model, self.strategy, self.objective
         n_decoder = len(self.decoder_variables)
         variables = self.decoder_variables + self.encoder_variables
 
-        def replica_step(x, y):
+        def replica_step(batch):
             with tf.GradientTape() as tape:
-                logits = model(x, training=True)
-                per_example = self.loss_fn.call(y, logits)
+                per_example, logs = objective(model, batch, training=True)
                 loss = tf.nn.compute_average_loss(
                     per_example, global_batch_size=self.global_batch_size
                 )
@@ -148,13 +152,15 @@ class Trainer:
             self.decoder_optimizer.apply(grads[:n_decoder], self.decoder_variables)
             if self.encoder_optimizer is not None:
                 self.encoder_optimizer.apply(grads[n_decoder:], self.encoder_variables)
-            return loss
+            return loss, logs
 
         @tf.function
         def train_step(batch):
-            x, y = batch
-            per_replica = strategy.run(replica_step, args=(x, y))
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+            loss, logs = strategy.run(replica_step, args=(batch,))
+            out = {"loss": strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)}
+            for name, value in logs.items():
+                out[name] = strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+            return out
 
         return train_step
 
@@ -264,7 +270,8 @@ class Trainer:
         if self.verbose and self.chief:
             print(f"epoch {epoch + 1}/{epochs}", flush=True)
         bar = self._bar = keras.utils.Progbar(
-            steps, verbose=1 if self.verbose and self.chief else 0, stateful_metrics=["loss"])
+            steps, verbose=1 if self.verbose and self.chief else 0,
+            stateful_metrics=["loss", *self.objective.metrics])
         bar.update(skip)
         try:
             for batch in data:
@@ -283,7 +290,8 @@ class Trainer:
         return step
 
     def _step(self, batch, step, epoch, steps):
-        loss = float(self.train_step(batch).numpy())
+        logs = {name: float(value) for name, value in self.train_step(batch).items()}
+        loss = logs["loss"]
         if not math.isfinite(loss):
             raise TrainingDivergedError(
                 f"loss became {loss} at step {step + 1} (epoch {epoch + 1}); the last "
@@ -292,10 +300,11 @@ class Trainer:
             )
         step += 1
         self.checkpoints.step.assign(step)
-        self._bar.update(step - epoch * steps, [("loss", loss)])
+        self._bar.update(step - epoch * steps, list(logs.items()))
         if step % self.log_every_steps == 0:
             with self.train_writer.as_default(step=step):
-                tf.summary.scalar("loss", loss)
+                for name, value in logs.items():
+                    tf.summary.scalar(name, value)
                 tf.summary.scalar("learning_rate/decoder",
                                   float(self.decoder_optimizer.learning_rate))
                 if self.encoder_optimizer is not None:
@@ -341,7 +350,7 @@ def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_sa
             adds attribute accuracy (`acc_*`) to the scores.
     """
     # one greedy generator for every epoch: its compiled function is traced once
-    generator = predict.caption_generator(model, 1, max_length, 0.6)
+    generator = CaptionGenerator(model, GreedySampler(), max_length)
 
     def validate(epoch):
         predictions, references = predict.predict_dataset(

@@ -1,0 +1,154 @@
+"""Video examples: what every data source gives `prepare`.
+
+A source (`etenet_tf.data.sources`) turns annotation files into a list of
+`VideoExample`, so `prepare` does not care where the annotations came
+from. Split names are normalised to `train`, `val`, `test`.
+
+Video ids come from files a user downloaded; they must never name a file
+outside `--video_dir`. Absolute ids and ids that resolve outside it are
+rejected (reported as `unsafe_id`, fatal with `--strict`).
+"""
+
+import dataclasses
+import json
+import os
+
+from etenet_tf.errors import UserError
+
+SPLITS = ("train", "val", "test")
+VIDEO_EXTENSIONS = (
+    ".mp4", ".avi", ".webm", ".mkv", ".mov", ".flv", ".gif", ".mpg", ".mpeg",
+    ".m4v", ".wmv", ".3gp", ".ogv",
+)
+_SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validate": "val", "validation": "val",
+    "test": "test", "testing": "test",
+}
+
+
+class AnnotationError(UserError):
+    """An annotation file is missing, malformed or inconsistent."""
+
+
+@dataclasses.dataclass
+class VideoExample:
+    """One video and its reference captions.
+
+    Args:
+        video_id: unique id of the video within the dataset.
+        split: one of `train`, `val`, `test`.
+        captions: reference captions (raw text).
+        path: resolved path of the video file, or None if it was not found.
+        problem: None, or why the video cannot be used (`missing`,
+            `unsafe_id`).
+        attributes: None, or what is known to be in the clip:
+            `{attribute: value or [value, paraphrase, ...]}` (see
+            `etenet_tf.data.attributes`).
+    """
+
+    video_id: str
+    split: str
+    captions: list
+    path: str = None
+    problem: str = None
+    attributes: dict = None
+
+
+def normalize_split(name, source):
+    split = _SPLIT_ALIASES.get(str(name).strip().lower())
+    if split is None:
+        raise AnnotationError(
+            f"{source}: unknown split {name!r}; use one of train, val, test"
+        )
+    return split
+
+
+class VideoIndex:
+    """Finds video files in `video_dir` by id.
+
+    A video `ID` matches `ID.<ext>`, `ID` itself (a relative path with
+    extension, as in custom CSVs) or `<prefix>_ID.<ext>` (e.g.
+    `msrvtt_video9149.mp4` for `video9149`), for any known extension.
+
+    Args:
+        video_dir: directory holding the videos (may be None: all missing).
+    """
+
+    def __init__(self, video_dir):
+        self.video_dir = video_dir
+        self._root = os.path.realpath(video_dir) if video_dir else None
+        self._by_stem = {}
+        if self._root and os.path.isdir(self._root):
+            for name in sorted(os.listdir(self._root)):
+                stem, ext = os.path.splitext(name)
+                if ext.lower() not in VIDEO_EXTENSIONS:
+                    continue
+                path = os.path.join(self._root, name)
+                self._by_stem.setdefault(stem, path)
+                # every '_'-separated suffix, for prefixed file names
+                parts = stem.split("_")
+                for i in range(1, len(parts)):
+                    self._by_stem.setdefault("_".join(parts[i:]), path)
+
+    def is_safe(self, video_id):
+        """True if `video_id` stays inside `video_dir`."""
+        if not video_id or os.path.isabs(video_id) or "\x00" in video_id:
+            return False
+        if video_id.startswith(("~", "\\")) or ":" in video_id.split("/")[0]:
+            return False
+        root = self._root or os.path.realpath(".")
+        target = os.path.realpath(os.path.join(root, video_id))
+        return target == root or target.startswith(root + os.sep)
+
+    def resolve(self, video_id):
+        """Returns `(path or None, problem or None)` for a video id."""
+        if not self.is_safe(video_id):
+            return None, "unsafe_id"
+        if self._root is None:
+            return None, "missing"
+        direct = os.path.join(self._root, video_id)
+        if os.path.isfile(direct):
+            return os.path.realpath(direct), None
+        path = self._by_stem.get(video_id)
+        if path is None:
+            return None, "missing"
+        return path, None
+
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise AnnotationError(f"annotation file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AnnotationError(f"{path}: not valid JSON ({e})") from None
+
+
+def _clean_captions(captions):
+    """Drops empty and non-string captions; keeps order."""
+    return [c.strip() for c in captions if isinstance(c, str) and c.strip()]
+
+
+def finish(examples, video_dir):
+    """Resolves paths; training videos without a usable caption are marked.
+
+    Validation and test videos may have no reference (a user's own clips to
+    caption); they are kept and simply not scored.
+    """
+    index = VideoIndex(video_dir)
+    out = []
+    for ex in examples:
+        ex.captions = _clean_captions(ex.captions)
+        if not ex.captions and ex.split == "train":
+            ex.problem = "no_captions"
+        else:
+            ex.path, ex.problem = index.resolve(ex.video_id)
+        out.append(ex)
+    return out
+
+
+def natural_key(text):
+    digits = "".join(c for c in text if c.isdigit())
+    return (text.rstrip("0123456789"), int(digits) if digits else -1, text)

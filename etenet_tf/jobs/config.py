@@ -1,0 +1,148 @@
+"""The whole configuration of a run: one typed config per concern.
+
+`ExperimentConfig` bundles `DataConfig`, `ModelConfig`, `TrainingConfig`,
+`DecodingConfig`, `EvaluationConfig`, `CaptionConfig` and `ExportConfig`
+with the stage and the model directory. Each field of each section is
+one command-line flag of the same name (`etenet_tf.options`); `from_flat`
+builds the config from such `name: value` pairs (the command line, a
+test, a script), `to_flat` gives them back, and `to_argv` writes them as
+flags.
+"""
+
+import dataclasses
+
+from etenet_tf.data.config import DataConfig
+from etenet_tf.errors import UsageError
+from etenet_tf.evaluation.config import EvaluationConfig
+from etenet_tf.export.config import ExportConfig
+from etenet_tf.generation.config import DecodingConfig
+from etenet_tf.model.config import ModelConfig
+from etenet_tf.options import check, flag_fields, option
+from etenet_tf.training.config import TrainingConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionConfig:
+    """Options of the caption stage.
+
+    Args:
+        videos: video files to caption.
+        output: also write the results here (JSON).
+        attention_dir: write an attention picture per video here.
+    """
+
+    videos: tuple = option((), "caption: video files to caption.")
+    output: str = option("", "caption: also write {path: caption} JSON here.")
+    attention_dir: str = option("", "caption: write an attention picture per video here.")
+
+    def validate(self):
+        check(self)
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "decoding": DecodingConfig,
+    "evaluation": EvaluationConfig,
+    "caption": CaptionConfig,
+    "export": ExportConfig,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a stage reads.
+
+    Args:
+        stage: the stage to run (`etenet_tf.jobs.JOBS`).
+        model_dir: checkpoints, logs and results (`etenet_tf.run_dir`).
+        data, model, training, decoding, evaluation, caption, export:
+            the sections.
+    """
+
+    stage: str = option("", "What to run.")
+    model_dir: str = option("runs/shapes/model", "Checkpoints, logs and results.")
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    decoding: DecodingConfig = dataclasses.field(default_factory=DecodingConfig)
+    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+    caption: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+    @classmethod
+    def flag_names(cls):
+        """Every flag name, top-level and of every section."""
+        names = [f.name for f in flag_fields(cls)]
+        for section in SECTIONS.values():
+            names += [f.name for f in flag_fields(section)]
+        return names
+
+    @classmethod
+    def from_flat(cls, values):
+        """A config from `{flag name: value}` (missing names keep their defaults).
+
+        Raises:
+            UsageError: a name is not a flag.
+        """
+        values = dict(values)
+        unknown = sorted(set(values) - set(cls.flag_names()))
+        if unknown:
+            raise UsageError(f"unknown options: {', '.join(unknown)}")
+        sections = {}
+        for name, section in SECTIONS.items():
+            own = {f.name: _as_field_value(f, values.pop(f.name))
+                   for f in flag_fields(section) if f.name in values}
+            sections[name] = section(**own)
+        return cls(**values, **sections)
+
+    def to_flat(self):
+        """`{flag name: value}` of every flag."""
+        flat = {f.name: getattr(self, f.name) for f in flag_fields(type(self))}
+        for name, section in SECTIONS.items():
+            value = getattr(self, name)
+            flat.update({f.name: getattr(value, f.name) for f in flag_fields(section)})
+        return flat
+
+    def replace(self, **changes):
+        """A copy with some flags changed: `config.replace(batch_size=8)`."""
+        return type(self).from_flat({**self.to_flat(), **changes})
+
+    def to_argv(self, only_changed=True):
+        """The flags (`--name=value`) that give this config on the command line."""
+        default = type(self)().to_flat()
+        argv = []
+        for name, value in self.to_flat().items():
+            if only_changed and value == default[name]:
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = str(value).lower()
+            argv.append(f"--{name}={value}")
+        return argv
+
+    def validate(self):
+        """Raises `UsageError` for any value out of its range or choices (every
+        section: a bad flag is an error whatever the stage); each stage then
+        checks what it needs (`DataConfig.validate(preparing=True)`, ...)."""
+        check(self)
+        for name in SECTIONS:
+            check(getattr(self, name))
+
+    @property
+    def model_for_data(self):
+        """The `ModelConfig` with the frame size and count of `--image_size`
+        and `--frames` (training stages take them from the records)."""
+        return dataclasses.replace(self.model, image_size=self.data.image_size,
+                                   num_frames=self.data.frames)
+
+
+def _as_field_value(field, value):
+    """Lists become tuples (configs are frozen and hashable); None -> ''."""
+    if isinstance(field.default, tuple):
+        return tuple(value or ())
+    if field.default == "" and value is None:
+        return ""
+    return value

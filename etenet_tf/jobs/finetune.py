@@ -1,0 +1,10 @@
+"""`--stage=finetune`: the whole network end to end from the best pretrain weights."""
+
+from etenet_tf.run_dir import RunDir
+from etenet_tf.training import stages
+
+
+def run(config):
+    """Returns the best record (`best.json`)."""
+    config.training.validate()
+    return stages.finetune(RunDir(config.model_dir), config.data, config.training)

@@ -1,0 +1,49 @@
+"""`--stage=prepare`: the data source's videos -> sharded TFRecords."""
+
+import os
+import time
+
+from etenet_tf import files
+from etenet_tf.data import prepare as prepare_lib
+from etenet_tf.data.sources import load_examples
+from etenet_tf.text import tokenizer, vocabulary
+
+
+def run(config):
+    """Prepares `config.data`; returns the report (also `prepare_report.json`)."""
+    data = config.data
+    data.validate(preparing=True)
+    config.model_for_data.validate()  # frames the encoder cannot take are refused now
+    files.ensure_directory(data.records_dir, "records_dir")
+    examples = load_examples(data)
+    start = time.time()
+    last = [0.0]
+    mid_line = [False]
+
+    def progress(done, total):
+        now = time.time()
+        if done == total or now - last[0] > 2:
+            last[0] = now
+            print(f"\rprepare: {done}/{total} videos", end="\n" if done == total else "",
+                  flush=True)
+            mid_line[0] = done != total
+
+    try:
+        report = prepare_lib.prepare(
+            examples, data.records_dir, data.frames, data.image_size, dataset_name=data.dataset,
+            vocabulary_builder=lambda caps: vocabulary.Vocabulary.build(
+                tokenizer.words_of(caps), data.min_word_count),
+            videos_per_shard=data.videos_per_shard, workers=data.workers or None,
+            strict=data.strict, max_pixels=data.max_frame_pixels, progress=progress,
+        )
+    except BaseException:
+        if mid_line[0]:
+            print(flush=True)  # end the progress line before the error line
+        raise
+    written = ", ".join(f"{k} {v}" for k, v in report["written"].items()) or "none"
+    print(f"prepare: wrote {written} videos to {data.records_dir} in {time.time() - start:.1f}s;"
+          f" skipped {len(report['missing'])} missing, {len(report['undecodable'])} undecodable, "
+          f"{len(report['unsafe_id'])} unsafe ids, {len(report['no_captions'])} without "
+          f"captions (details: {os.path.join(data.records_dir, prepare_lib.REPORT_FILE)}); "
+          f"vocabulary {report['vocabulary_size']} tokens")
+    return report
