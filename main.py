@@ -1,4 +1,4 @@
-"""EtENet video captioning: `python main.py --stage=prepare|pretrain|finetune|evaluate|caption|export|all`."""
+"""EtENet video captioning: `python main.py --stage=STAGE` (stages: README, or --help)."""
 
 from etenet_tf.cli.main import run
 

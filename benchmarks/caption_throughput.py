@@ -12,7 +12,8 @@ def run(ctx):
     size, frames, batch = ctx.caption_image_size, 16, ctx.caption_batch
     # a vocabulary the size of MSR-VTT's: the output projection and the
     # beam's top-k run over all of it at every step
-    tokens = ["<pad>", "<unk>", "<start>", "<end>"] + [f"w{i}" for i in range(ctx.vocabulary_size - 4)]
+    tokens = (["<pad>", "<unk>", "<start>", "<end>"]
+              + [f"w{i}" for i in range(ctx.vocabulary_size - 4)])
     model = common.build_model(tokens, size)
     video = tf.random.stateless_uniform([batch, frames, size, size, 3], [1, 2], 0, 256,
                                         dtype=tf.int32)

@@ -13,8 +13,8 @@ from etenet_tf import jobs
 from etenet_tf.data import prepare as prepare_lib
 from etenet_tf.data import records
 from etenet_tf.model.config import ModelConfig, build_captioner
-from etenet_tf.text import tokenizer as tokenizer_lib
 from etenet_tf.run_dir import RunDir
+from etenet_tf.text import tokenizer as tokenizer_lib
 from etenet_tf.training import stages
 from etenet_tf.training.loop import Trainer
 from etenet_tf.training.objectives import TeacherForcing
@@ -43,7 +43,8 @@ def machine():
     gpus = tf.config.list_physical_devices("GPU")
     return {
         "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                  else os.cpu_count()),
         "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name)
                  for g in gpus],
         "python": platform.python_version(),

@@ -32,7 +32,7 @@ def pipeline_frames_per_second(shapes, batch_size, epochs=3):
     """The training input pipeline alone: read, parse, JPEG-decode, batch."""
     files = shapes.files()
     per_batch = batch_size * shapes.frames
-    for batch in pipeline.train_dataset(files, "frames", shapes.tokenizer, batch_size,
+    for _ in pipeline.train_dataset(files, "frames", shapes.tokenizer, batch_size,
                                         image_size=shapes.image_size).take(1):
         pass  # builds the pipeline's functions once
     frames, start = 0, time.perf_counter()

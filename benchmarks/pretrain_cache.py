@@ -51,7 +51,8 @@ def run(ctx):
         d = {"dir": data[kind], "videos": shapes.num_videos(), "tokenizer": shapes.tokenizer,
              "image_size": shapes.image_size}
         epoch_seconds(trainer, d, kind, 0, steps=2)  # traces the step
-        runs = [epoch_seconds(trainer, d, kind, e) for e in range(1, 4 if kind == "features" else 2)]
+        epochs = range(1, 4 if kind == "features" else 2)
+        runs = [epoch_seconds(trainer, d, kind, e) for e in epochs]
         times[kind] = sorted(runs)[len(runs) // 2]
     ratio = times["frames"] / times["features"]
     return {

@@ -17,8 +17,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from benchmarks import (caption_throughput, common, finetune_compute, grid_cost,  # noqa: E402
-                        prepare_decode, pretrain_cache, scoring)
+from benchmarks import (  # noqa: E402
+    caption_throughput,
+    common,
+    finetune_compute,
+    grid_cost,
+    prepare_decode,
+    pretrain_cache,
+    scoring,
+)
 from etenet_tf.files import write_json  # noqa: E402
 
 BENCHMARKS = {

@@ -107,8 +107,8 @@ def format_table(table):
                          for m in METRICS]
                 lines.append(f"| {variant} | {stage} | {split} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("| variant | " + " | ".join(f"{s} s" for s in next(iter(table.values()))["seconds"])
-                 + " |")
+    stage_names = next(iter(table.values()))["seconds"]
+    lines.append("| variant | " + " | ".join(f"{s} s" for s in stage_names) + " |")
     for variant, stages in table.items():
         lines.append(f"| {variant} | " + " | ".join(
             "{:.0f} / {:.0f} / {:.0f}".format(*v) for v in stages["seconds"].values()) + " |")
@@ -129,7 +129,8 @@ def parse(argv):
     args = p.parse_args(argv)
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:
-        p.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
+        p.error(f"unknown variant(s) {', '.join(sorted(unknown))}; "
+                f"choose from {', '.join(VARIANTS)}")
     return args
 
 

@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import numpy as np
+
 from etenet_tf.errors import UsageError, UserError
 
 

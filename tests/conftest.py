@@ -7,6 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 from helpers import DATA, SHARED, data_path  # noqa: E402,F401
+
 # The tiny model has every option of the real one on: an encoder cut at
 # mixed2, a 2x2 grid and the temporal GRU.
 TINY = dict(frames=2, image_size=75, min_word_count=1, encoder_weights="none",

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from etenet_tf.data import attributes as attributes_data
-from etenet_tf.data import examples as datasets, shapes
+from etenet_tf.data import examples as datasets
+from etenet_tf.data import shapes
 from etenet_tf.data.sources.custom import load_custom
 from etenet_tf.evaluation import attributes, metrics
 

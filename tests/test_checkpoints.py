@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import read_only_dir, unprivileged
 from etenet_tf import run_dir
 from etenet_tf.run_dir import RunDir
 from etenet_tf.training import checkpoints
+
+from conftest import read_only_dir, unprivileged
 from helpers import run_python
 
 
@@ -59,7 +60,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path,
     capsys.readouterr()
     model, saver = _tiny_checkpoints(tmp_path / "stage")  # the re-run
     restored = saver.restore_latest()
-    warnings = [l for l in capsys.readouterr().err.splitlines() if l]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(warnings) == 1 and warnings[0].startswith("warning:"), warnings
     if how == "empty_state_file":  # both checkpoints are intact: the newest is used
         assert restored == os.path.join(directory, "ckpt-10") and "rebuilt" in warnings[0]

@@ -24,7 +24,7 @@ from helpers import error_lines, run_main
 def test_bad_flags_give_one_line_and_exit_2(args, needle):
     result = run_main(*args)
     assert result.returncode == 2, result.stderr
-    lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    lines = error_lines(result)
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert "Traceback" not in result.stderr and "ERROR:" not in lines[0]
 
@@ -142,6 +142,7 @@ def test_unwritable_directories_are_one_line(trained_model_dir, tmp_path, stage,
 
 def test_shapes_clips_go_to_the_given_video_dir(shapes_records, tmp_path):
     import shutil
+
     from etenet_tf.data.sources import load_examples
     videos = tmp_path / "my_clips"
     # the session's clips, so that nothing needs generating

@@ -2,11 +2,12 @@ import json
 
 import pytest
 
-from conftest import data_path
 from etenet_tf.data import examples as datasets
 from etenet_tf.data.sources.custom import load_custom
 from etenet_tf.data.sources.msrvtt import load_msrvtt
 from etenet_tf.data.sources.msvd import load_msvd
+
+from conftest import data_path
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from etenet_tf.export.config import ExportConfig
 from etenet_tf.generation import DecodingConfig
 from etenet_tf.run_dir import RunDir
 from etenet_tf.training import checkpoints
+
 from helpers import error_lines, run_main
 
 LIMIT = 1 << 20  # 1 MiB: below any checkpoint or SavedModel of the model

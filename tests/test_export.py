@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import data_path
 from etenet_tf import jobs
 from etenet_tf.data import video_decode
 from etenet_tf.export import serving
 from etenet_tf.export.config import ExportConfig
 from etenet_tf.generation import CaptionGenerator
 from etenet_tf.run_dir import RunDir
+
+from conftest import data_path
 
 # A fresh interpreter in which etenet_tf, keras and tensorflow_text cannot be imported.
 _CLEAN_LOAD = textwrap.dedent("""
@@ -103,6 +104,7 @@ def exported(trained_model_dir, tmp_path_factory):
 def jpeg_bomb(side=13000):
     """A small valid JPEG whose header (SOF marker) declares `side` x `side`."""
     import io
+
     from PIL import Image
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, format="JPEG")
@@ -169,7 +171,8 @@ def test_clean_process_gives_the_same_captions(exported, tmp_path):
     # wrong shapes name the input and the expected shape
     assert errors == {
         "rank_1": "Shape of tensor frames_jpeg [2] is not compatible with expected shape [?,?].",
-        "rank_3": "Shape of tensor frames_jpeg [1,2,2] is not compatible with expected shape [?,?].",
+        "rank_3": "Shape of tensor frames_jpeg [1,2,2] is not compatible with expected shape "
+                  "[?,?].",
         "frames_rank_4": "Shape of tensor frames [2,8,8,3] is not compatible with expected shape "
                          "[?,?,?,?,3].",
         "four_channels": "Shape of tensor frames [1,2,8,8,4] is not compatible with expected "

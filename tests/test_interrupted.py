@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_cfg
 from etenet_tf import jobs
 from etenet_tf.data import records
 from etenet_tf.run_dir import RunDir
+
+from conftest import tiny_cfg
 from helpers import ONE_THREAD, ROOT, argv, python_env, start_main
 
 # One thread makes every run bitwise repeatable (see helpers.ONE_THREAD), so
@@ -101,7 +102,8 @@ def test_prepare_killed_then_resumed_equals_uninterrupted(tmp_path):
     names = sorted(os.listdir(base.data.records_dir))
     assert names == sorted(os.listdir(killed.data.records_dir))  # no temp files left
     for name in names:
-        a, b = os.path.join(base.data.records_dir, name), os.path.join(killed.data.records_dir, name)
+        a = os.path.join(base.data.records_dir, name)
+        b = os.path.join(killed.data.records_dir, name)
         if name.endswith(".tfrecord"):
             # equal examples (proto map order in the bytes may differ between processes)
             assert _examples(a) == _examples(b), name
@@ -146,7 +148,8 @@ def test_pretrain_and_finetune_killed_then_resumed_equal_uninterrupted(uninterru
         ckpt_dir = os.path.join(cfg.model_dir, stage, "checkpoints")
         args = _args(cfg, stage)
         # the first resume checkpoint is step 3 (--checkpoint_every_steps=3)
-        kill_when(args, lambda: _checkpoint_step(ckpt_dir) >= 3, tmp_path / f"{stage}-killed.log")
+        kill_when(args, lambda d=ckpt_dir: _checkpoint_step(d) >= 3,
+                  tmp_path / f"{stage}-killed.log")
         killed_at = _checkpoint_step(ckpt_dir)
         out = run_to_end(args, tmp_path / f"{stage}-resumed.log")
         assert f"resumed from {ckpt_dir}" in out, out[-2000:]

@@ -1,7 +1,8 @@
 import pytest
 
-from conftest import data_path
 from etenet_tf.evaluation import metrics
+
+from conftest import data_path
 
 EXPECTED = {"Bleu_1": 0.55, "Bleu_2": 0.428174, "Bleu_3": 0.284043, "Bleu_4": 0.201143,
             "METEOR": 0.295797, "ROUGE_L": 0.522104, "CIDEr": 1.242192}

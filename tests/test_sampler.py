@@ -8,11 +8,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import data_path
-from etenet_tf.generation import (BeamSampler, CaptionGenerator, GreedySampler, RandomSampler,
-                                  generate)
+from etenet_tf.generation import (
+    BeamSampler,
+    CaptionGenerator,
+    GreedySampler,
+    RandomSampler,
+    generate,
+)
 from etenet_tf.model.config import ModelConfig, build_captioner
 from etenet_tf.text.vocabulary import END_ID, PAD_ID, SPECIAL_TOKENS, START_ID
+
+from conftest import data_path
 
 A, B, C = 4, 5, 6  # word ids after the special tokens
 VOCABULARY_SIZE = 7
@@ -154,7 +160,8 @@ def test_captions_of_a_fixed_model_are_unchanged(name, beam_size):
     ids, scores, attention = generate(model, model.encode(frames), sampler, max_length=8)
     assert ids[:, 0].numpy().tolist() == expected["ids"]
     np.testing.assert_array_equal(scores[:, 0].numpy(), np.float32(expected["scores"]))
-    np.testing.assert_allclose(attention[:, 0].numpy(), expected["attention"], atol=2e-6)  # stored to 6 digits
+    # attention was stored to 6 digits
+    np.testing.assert_allclose(attention[:, 0].numpy(), expected["attention"], atol=2e-6)
 
 
 def test_caption_generator_gives_texts_and_several_captions():

@@ -4,7 +4,8 @@ from etenet_tf.text import tokenizer, vocabulary
 
 
 def test_normalisation_and_words():
-    assert tokenizer.words_of(["A Man's  DOG!", "Ça va"]) == [["a", "man", "s", "dog"], ["ça", "va"]]
+    words = tokenizer.words_of(["A Man's  DOG!", "Ça va"])
+    assert words == [["a", "man", "s", "dog"], ["ça", "va"]]
 
 
 def test_vocabulary_min_count_and_round_trip(tmp_path):

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_cfg
 from etenet_tf import jobs
 from etenet_tf.run_dir import NoCheckpointError, RunDir
 from etenet_tf.training import stages
+
+from conftest import tiny_cfg
 from helpers import ROOT, python_env
 
 
@@ -67,7 +68,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(shapes_records, tmp_path):
     with pytest.raises(loop.TrainingDivergedError, match="last good checkpoint"):
         # (the command line refuses a NaN rate: this is the loop's own guard)
         stages.pretrain(RunDir(cfg.model_dir), cfg.data, cfg.model, cfg.training)
-    assert tf.train.latest_checkpoint(os.path.join(cfg.model_dir, "pretrain", "checkpoints")) is None
+    assert tf.train.latest_checkpoint(RunDir(cfg.model_dir).checkpoints_dir("pretrain")) is None
 
 
 _DISTRIBUTED = textwrap.dedent("""
@@ -76,7 +77,8 @@ _DISTRIBUTED = textwrap.dedent("""
     import tensorflow as tf
     if os.environ.get("LOGICAL_CPUS"):
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import numpy as np
     from etenet_tf import jobs
     from etenet_tf.run_dir import RunDir

@@ -4,8 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from conftest import SHARED, data_path
 from etenet_tf.data import video_decode
+
+from conftest import SHARED, data_path
 
 
 @pytest.mark.parametrize("name,declared_count", [
@@ -42,7 +43,8 @@ def test_sampling_matches_full_decode_for_long_clip():
     targets = video_decode.sample_indices(len(full), 4)
     for got, index in zip(sampled, targets):
         # 174 frames, capacity 8 -> stride 32: within stride/2 of the target
-        near = [np.array_equal(got, full[i]) for i in range(max(0, index - 16), min(len(full), index + 17))]
+        window = range(max(0, index - 16), min(len(full), index + 17))
+        near = [np.array_equal(got, full[i]) for i in window]
         assert any(near)
 
 
@@ -113,6 +115,7 @@ def write_audio_only(path):
 def write_gif_bomb(path, side=20000):
     """A 1x1 GIF whose header declares a `side` x `side` canvas."""
     import io
+
     from PIL import Image
     buffer = io.BytesIO()
     Image.new("P", (1, 1)).save(buffer, format="GIF")
@@ -263,8 +266,10 @@ def test_prepare_workers_never_import_tensorflow(tmp_path, monkeypatch):
     import shutil
     import subprocess
     import sys
+
     from etenet_tf.data import prepare
     from etenet_tf.data.sources.custom import load_custom
+
     from test_prepare import _build
     handed = []
 

@@ -13,9 +13,11 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
 
-from absl import app  # noqa: E402
+from absl import (
+    app,  # noqa: E402
+    logging,  # noqa: E402
+)
 from absl import flags as absl_flags  # noqa: E402
-from absl import logging  # noqa: E402
 
 from etenet_tf import interrupts  # noqa: E402
 from etenet_tf.cli import flags as flags_lib  # noqa: E402

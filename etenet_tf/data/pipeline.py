@@ -17,7 +17,6 @@ every n-th video (after enumeration), which works with any number of files.
 import tensorflow as tf
 
 from etenet_tf.data import records
-
 from etenet_tf.errors import MissingInputError
 
 AUTOTUNE = tf.data.AUTOTUNE

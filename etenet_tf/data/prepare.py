@@ -29,13 +29,11 @@ import os
 import signal
 import sys
 
-from etenet_tf import files
-from etenet_tf import limits
+from etenet_tf import files, limits
 from etenet_tf.data import attributes as attributes_lib
-from etenet_tf.data import records
-from etenet_tf.data import video_decode
-from etenet_tf.files import write_json
+from etenet_tf.data import records, video_decode
 from etenet_tf.errors import MissingInputError, UserError
+from etenet_tf.files import write_json
 
 PARAMS_FILE = "prepare_params.json"
 DATASET_FILE = "dataset.json"
@@ -156,7 +154,8 @@ def _prepare(examples, output_dir, num_frames, image_size, dataset_name, vocabul
             skipped[ex.problem].append(ex.video_id)
     if strict and skipped:
         kind, ids = next(iter(skipped.items()))
-        raise PrepareError(f"--strict: video {ids[0]!r} is {kind} (and {sum(map(len, skipped.values())) - 1} more problems)")
+        more = sum(map(len, skipped.values())) - 1
+        raise PrepareError(f"--strict: video {ids[0]!r} is {kind} (and {more} more problems)")
 
     plan = plan_shards(examples, videos_per_shard)
     todo = []  # (split, shard index, shard count, examples)

@@ -28,8 +28,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from etenet_tf import files
-from etenet_tf import limits
+from etenet_tf import files, limits
 from etenet_tf.errors import UserError
 
 

@@ -165,7 +165,8 @@ def generate(output_dir, videos_per_combination=(5, 1, 1), num_frames=24, size=9
     files.write_json(settings_path, settings)
     combos = list(itertools.product(COLOURS, SHAPES, DIRECTIONS))
     rows = []
-    for split_no, (split, per_combo) in enumerate(zip(("train", "val", "test"), videos_per_combination)):
+    splits = zip(("train", "val", "test"), videos_per_combination)
+    for split_no, (split, per_combo) in enumerate(splits):
         n = 0
         for rep in range(per_combo):
             for combo_no, (colour, shape, direction) in enumerate(combos):

@@ -34,12 +34,11 @@ import shutil
 import keras
 import tensorflow as tf
 
-from etenet_tf import files
-from etenet_tf.generation import CaptionGenerator
-from etenet_tf import limits
+from etenet_tf import files, limits
 from etenet_tf.data import records
-from etenet_tf.files import write_failure_advice, write_failure_reason
 from etenet_tf.errors import UserError
+from etenet_tf.files import write_failure_advice, write_failure_reason
+from etenet_tf.generation import CaptionGenerator
 
 
 class ExportWriteError(UserError):
@@ -137,7 +136,9 @@ def build_archive(model, decoding, *, max_frames=limits.MAX_SERVING_FRAMES,
 
 
 def next_version(model_root):
-    versions = [int(n) for n in os.listdir(model_root) if n.isdigit()] if os.path.isdir(model_root) else []
+    if not os.path.isdir(model_root):
+        return 1
+    versions = [int(n) for n in os.listdir(model_root) if n.isdigit()]
     return max(versions, default=0) + 1
 
 

@@ -2,8 +2,13 @@
 
 from etenet_tf.generation.captioning import CaptionGenerator, Captions, generate
 from etenet_tf.generation.config import DecodingConfig
-from etenet_tf.generation.samplers import (BeamSampler, GreedySampler, RandomSampler,
-                                           SampledSequences, repeat_rows)
+from etenet_tf.generation.samplers import (
+                                           BeamSampler,
+                                           GreedySampler,
+                                           RandomSampler,
+                                           SampledSequences,
+                                           repeat_rows,
+)
 
 __all__ = ["BeamSampler", "CaptionGenerator", "Captions", "DecodingConfig", "GreedySampler",
            "RandomSampler", "SampledSequences", "generate", "repeat_rows"]

@@ -157,7 +157,8 @@ def build_backbone(encoder_name, image_size, feature_layer=None, weights=None):
     try:
         layer = backbone.get_layer(feature_layer)
     except ValueError:
-        ends = [l.name for l in backbone.layers if re.match(spec.block_end_pattern, l.name)]
+        ends = [layer.name for layer in backbone.layers
+                if re.match(spec.block_end_pattern, layer.name)]
         raise EncoderOptionError(
             f"{encoder_name} has no layer {feature_layer!r}; block outputs are "
             f"{', '.join(ends)}") from None
@@ -309,8 +310,8 @@ class FrameEncoder(keras.layers.Layer):
         Returns:
             Number of batches used.
         """
-        norms = [l for l in self.backbone._flatten_layers()
-                 if isinstance(l, keras.layers.BatchNormalization)]
+        norms = [layer for layer in self.backbone._flatten_layers()
+                 if isinstance(layer, keras.layers.BatchNormalization)]
         saved = [(n.momentum, n.trainable) for n in norms]
         count = 0
         try:

@@ -21,19 +21,20 @@ weights.
 
 import contextlib
 import glob
-import json
 import os
-import re
 import shutil
 import sys
 
 import tensorflow as tf
 
-from etenet_tf.files import (write_failure_advice, write_failure_reason, write_json,
-                             write_text)
 from etenet_tf.errors import UserError
-from etenet_tf.run_dir import (CorruptCheckpointError, ModelDirError, checkpoint_paths,
-                               unreadable_reason)
+from etenet_tf.files import write_failure_advice, write_failure_reason, write_json, write_text
+from etenet_tf.run_dir import (
+    CorruptCheckpointError,
+    ModelDirError,
+    checkpoint_paths,
+    unreadable_reason,
+)
 from etenet_tf.training import strategy as strategy_lib
 
 

@@ -20,8 +20,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from etenet_tf.data import pipeline
-from etenet_tf.data import records
+from etenet_tf.data import pipeline, records
 from etenet_tf.files import write_json
 
 

@@ -31,15 +31,13 @@ import tensorflow as tf
 
 from etenet_tf import interrupts
 from etenet_tf.data import pipeline
-from etenet_tf.evaluation import attention_image
+from etenet_tf.errors import UsageError, UserError
+from etenet_tf.evaluation import attention_image, predict
 from etenet_tf.evaluation import attributes as attributes_lib
 from etenet_tf.evaluation import metrics as metrics_lib
-from etenet_tf.evaluation import predict
 from etenet_tf.generation import CaptionGenerator, GreedySampler
 from etenet_tf.training import checkpoints as checkpoints_lib
 from etenet_tf.training import strategy as strategy_lib
-from etenet_tf.errors import UsageError, UserError
-
 
 # what `make_validator` scores without Java (plus acc_* with attributes)
 VALIDATION_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr")

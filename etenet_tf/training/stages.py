@@ -27,16 +27,14 @@ import keras
 
 from etenet_tf import files
 from etenet_tf.data import attributes as attributes_data
-from etenet_tf.data import pipeline
+from etenet_tf.data import pipeline, records
 from etenet_tf.data import prepare as prepare_lib
-from etenet_tf.data import records
 from etenet_tf.errors import MissingInputError, UsageError
 from etenet_tf.model.config import build_captioner
 from etenet_tf.run_dir import NoCheckpointError
 from etenet_tf.text import tokenizer as tokenizer_lib
 from etenet_tf.text import vocabulary as vocab_lib
-from etenet_tf.training import feature_cache
-from etenet_tf.training import loop
+from etenet_tf.training import feature_cache, loop
 from etenet_tf.training import strategy as strategy_lib
 from etenet_tf.training.config import PRECISIONS
 from etenet_tf.training.objectives import TeacherForcing

@@ -3,11 +3,14 @@
 """Writes tests/data/sampler_golden.{npz,json}: a tiny captioner whose decoder
 memorised four captions of different lengths, and what the beam search of
 the time (before the sampler refactor) generates from it."""
-import os, json; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-import numpy as np, keras, tensorflow as tf
+import os; import json; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import keras
+import numpy as np
+
 from etenet_tf.model.config import ModelConfig, build_captioner
 from etenet_tf.model.losses import CaptionLoss
 from etenet_tf.text.vocabulary import SPECIAL_TOKENS
+
 VOCAB = list(SPECIAL_TOKENS) + [f"w{i}" for i in range(20)]
 CAPTIONS = [[4, 5, 6, 7, 8, 9], [10, 11], [12, 13, 14, 4], [15, 4, 16]]
 out, weights = {}, {}

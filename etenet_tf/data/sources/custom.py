@@ -6,6 +6,7 @@ import os
 
 from etenet_tf.data.examples import AnnotationError, VideoExample, finish, normalize_split
 
+
 def load_custom(path, video_dir):
     """A user's own data: CSV or JSONL of video + caption (+ optional split).
 
@@ -60,7 +61,8 @@ def load_custom(path, video_dir):
         split = normalize_split(row.get("split") or "test", path)
         ex = by_video.setdefault(video, VideoExample(video, split, []))
         if ex.split != split:
-            raise AnnotationError(f"{path}: video {video!r} appears in splits {ex.split} and {split}")
+            raise AnnotationError(
+                f"{path}: video {video!r} appears in splits {ex.split} and {split}")
         caption = row.get("caption")
         ex.captions.extend(caption if isinstance(caption, list) else [caption])
         if row.get("attributes") is not None:

@@ -1,7 +1,14 @@
 """MSR-VTT v1.0: the two official annotation files."""
 
-from etenet_tf.data.examples import (AnnotationError, VideoExample, finish, natural_key,
-                                      normalize_split, read_json)
+from etenet_tf.data.examples import (
+    AnnotationError,
+    VideoExample,
+    finish,
+    natural_key,
+    normalize_split,
+    read_json,
+)
+
 
 def load_msrvtt(annotation_paths, video_dir):
     """MSR-VTT v1.0: `train_val_videodatainfo.json` + `test_videodatainfo.json`.

@@ -2,8 +2,15 @@
 
 import os
 
-from etenet_tf.data.examples import (SPLITS, AnnotationError, VideoExample, VideoIndex, finish,
-                                      read_json)
+from etenet_tf.data.examples import (
+    SPLITS,
+    AnnotationError,
+    VideoExample,
+    VideoIndex,
+    finish,
+    read_json,
+)
+
 
 def load_msvd(captions_path, video_dir, split_dir=None, mapping_path=None):
     """MSVD: `captions_msvd.json` ({clip: [captions]}) plus a split source.
