@@ -16,7 +16,6 @@ _LAZY = {
     "decode_video": "etenet_tf.data.video_decode",
     "sample_indices": "etenet_tf.data.video_decode",
     "VideoDecodeError": "etenet_tf.data.video_decode",
-    "prepare": "etenet_tf.data.prepare",
     "load_dataset_info": "etenet_tf.data.prepare",
     "train_dataset": "etenet_tf.data.pipeline",
     "eval_dataset": "etenet_tf.data.pipeline",
