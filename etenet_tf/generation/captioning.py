@@ -73,3 +73,41 @@ class CaptionGenerator:
             self._compiled[kind] = tf.function(lambda x: self.captions(x, kind),
                                                reduce_retracing=True)
         return self._compiled[kind](inputs)
+
+
+def caption_records(videos, captions):
+    """One JSON-ready record per video, as the caption stage writes them
+    (one line each in `captions.jsonl`, on every runner).
+
+    Args:
+        videos: the video paths, in the order of `captions`.
+        captions: a `Captions` of those videos (numpy or tensors).
+
+    Returns:
+        A list of `{"video", "caption", "score"}` dicts (the best caption),
+        with `"captions": [{"caption", "score"}, ...]` (best first) when
+        more than one caption per video was generated.
+    """
+    texts = _numpy(captions.texts)
+    scores = _numpy(captions.scores)
+    records = []
+    for i, video in enumerate(videos):
+        record = {"video": video, "caption": _text(texts[i, 0]), "score": float(scores[i, 0])}
+        if texts.shape[1] > 1:
+            record["captions"] = [{"caption": _text(t), "score": float(s)}
+                                  for t, s in zip(texts[i], scores[i])]
+        records.append(record)
+    return records
+
+
+def error_record(video, reason):
+    """The record of a video that could not be captioned."""
+    return {"video": video, "error": str(reason)}
+
+
+def _numpy(x):
+    return x.numpy() if hasattr(x, "numpy") else x
+
+
+def _text(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
