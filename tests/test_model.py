@@ -168,3 +168,21 @@ def test_weights_file_is_used(tmp_path):
     enc = encoder_lib.FrameEncoder("inception_v3", 75, encoder_weights=path)
     enc.build()
     np.testing.assert_array_equal(enc.backbone.weights[0].numpy(), backbone.weights[0].numpy())
+
+
+def test_layers_pass_the_layer_test():
+    """Config round trip, output shape, a training step and bfloat16 for each
+    layer of the model (helpers.run_layer_test, as keras-hub tests layers)."""
+    from etenet_tf.model import FrameEncoder, SpatioTemporalContext
+    from helpers import run_layer_test
+    run_layer_test(SoftAttentionLSTM, dict(vocabulary_size=9, embedding_dim=4, hidden_dim=6,
+                                           attention_dim=5, dropout=0.0),
+                   (tf.random.normal([2, 7, 10]), tf.constant([[2, 4, 5, 3], [2, 6, 3, 0]])),
+                   expected_output_shape=(2, 4, 9))
+    run_layer_test(SpatioTemporalContext, dict(num_frames=3, spatial_grid=2, temporal="gru",
+                                               context_dim=8),
+                   (tf.random.normal([2, 3, 2, 2, 5]),), expected_output_shape=(2, 12, 8))
+    frames = np.random.default_rng(0).integers(0, 255, (1, 2, 75, 75, 3)).astype("uint8")
+    run_layer_test(FrameEncoder, dict(encoder_name="inception_v3", image_size=75,
+                                      spatial_grid=2, feature_layer="mixed2"),
+                   (frames,), expected_output_shape=(1, 2, 2, 2, 288))

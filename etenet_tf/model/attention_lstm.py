@@ -59,23 +59,28 @@ class SoftAttentionLSTM(keras.layers.Layer):
     def build(self, features_shape, tokens_shape=None):
         feature_dim = features_shape[-1]
         gates = 4 * self.hidden_dim
-        self.feature_norm = keras.layers.LayerNormalization(name="feature_norm")
+        # sublayers follow this layer's dtype policy (a per-layer mixed
+        # precision policy reaches them too)
+        policy = self.dtype_policy
+        self.feature_norm = keras.layers.LayerNormalization(name="feature_norm", dtype=policy)
         self.feature_norm.build(features_shape)
         self.embedding = keras.layers.Embedding(
-            self.vocabulary_size, self.embedding_dim, name="embedding"
-        )
+            self.vocabulary_size, self.embedding_dim, name="embedding", dtype=policy)
         self.embedding.build((None, None))
-        self.feature_key = keras.layers.Dense(self.attention_dim, name="feature_key")
+        self.feature_key = keras.layers.Dense(self.attention_dim, name="feature_key",
+                                              dtype=policy)
         self.feature_key.build(features_shape)
         self.hidden_query = keras.layers.Dense(
-            self.attention_dim, use_bias=False, name="hidden_query"
-        )
+            self.attention_dim, use_bias=False, name="hidden_query", dtype=policy)
         self.hidden_query.build((None, self.hidden_dim))
-        self.attention_score = keras.layers.Dense(1, use_bias=False, name="attention_score")
+        self.attention_score = keras.layers.Dense(1, use_bias=False, name="attention_score",
+                                                  dtype=policy)
         self.attention_score.build((None, None, self.attention_dim))
-        self.init_h = keras.layers.Dense(self.hidden_dim, activation="tanh", name="init_h")
+        self.init_h = keras.layers.Dense(self.hidden_dim, activation="tanh", name="init_h",
+                                         dtype=policy)
         self.init_h.build((None, feature_dim))
-        self.init_c = keras.layers.Dense(self.hidden_dim, activation="tanh", name="init_c")
+        self.init_c = keras.layers.Dense(self.hidden_dim, activation="tanh", name="init_c",
+                                         dtype=policy)
         self.init_c.build((None, feature_dim))
         # LSTM weights, initialised as Keras' LSTMCell does; the input kernel
         # is split into its word part and its context part, and the context
@@ -89,9 +94,10 @@ class SoftAttentionLSTM(keras.layers.Layer):
             (self.hidden_dim, gates), initializer="orthogonal", name="recurrent_kernel")
         self.gate_bias = self.add_weight((gates,), initializer=self._unit_forget_bias,
                                          name="gate_bias")
-        self.output_hidden = keras.layers.Dense(self.embedding_dim, name="output_hidden")
+        self.output_hidden = keras.layers.Dense(self.embedding_dim, name="output_hidden",
+                                                dtype=policy)
         self.output_hidden.build((None, self.hidden_dim))
-        self.dropout_layer = keras.layers.Dropout(self.dropout)
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.output_projection = keras.layers.Dense(
             self.vocabulary_size, name="output_projection",
             # logits stay float32 under mixed precision for a stable softmax

@@ -55,14 +55,15 @@ class SpatioTemporalContext(keras.layers.Layer):
         self.context_dim = context_dim
 
     def build(self, features_shape):
+        policy = self.dtype_policy  # sublayers follow this layer's dtype policy
         channels = features_shape[-1]
         dim = self.context_dim or channels
         cells = self.spatial_grid
-        self.feature_norm = keras.layers.LayerNormalization(name="feature_norm")
+        self.feature_norm = keras.layers.LayerNormalization(name="feature_norm", dtype=policy)
         self.feature_norm.build((None, self.num_frames, cells, cells, channels))
         self.projection = None
         if self.context_dim:
-            self.projection = keras.layers.Dense(self.context_dim, name="projection")
+            self.projection = keras.layers.Dense(self.context_dim, name="projection", dtype=policy)
             self.projection.build((None, self.num_frames, cells, cells, channels))
         init = keras.initializers.RandomNormal(stddev=0.02)
         self.time_embedding = None
@@ -77,19 +78,21 @@ class SpatioTemporalContext(keras.layers.Layer):
         if self.temporal == "gru":
             # each frame's whole grid -> a bidirectional GRU over frames: every
             # token learns where things are before and after its frame
-            self.frame_summary = keras.layers.Dense(dim, activation="relu", name="frame_summary")
+            self.frame_summary = keras.layers.Dense(dim, activation="relu", name="frame_summary",
+                                                    dtype=policy)
             self.frame_summary.build((None, self.num_frames, cells * cells * dim))
             self.clip_summary = keras.layers.Bidirectional(
-                keras.layers.GRU(dim // 2 or 1, return_sequences=True), merge_mode="concat",
-                name="clip_summary")
+                keras.layers.GRU(dim // 2 or 1, return_sequences=True, dtype=policy),
+                merge_mode="concat", name="clip_summary", dtype=policy)
             self.clip_summary.build((None, self.num_frames, dim))
-            self.summary_projection = keras.layers.Dense(dim, name="summary_projection")
+            self.summary_projection = keras.layers.Dense(dim, name="summary_projection",
+                                                         dtype=policy)
             self.summary_projection.build((None, self.num_frames, 2 * (dim // 2 or 1)))
         self.motion = None
         if self.temporal == "conv":
             kernel = (min(3, self.num_frames), min(3, cells), min(3, cells))
             self.motion = keras.layers.Conv3D(dim, kernel, padding="same", activation="relu",
-                                              name="motion")
+                                              name="motion", dtype=policy)
             self.motion.build((None, self.num_frames, cells, cells, dim))
         self.built = True
 
