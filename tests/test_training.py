@@ -35,6 +35,20 @@ def test_two_stages_train_and_record_best(trained_model_dir):
             "attention/0"} <= tags
 
 
+def test_pretrain_trains_the_context_and_the_decoder(trained_model_dir):
+    import keras
+
+    from etenet_tf.model import build_captioner
+    run = RunDir(trained_model_dir.model_dir)
+    trained = run.load_trained_model("pretrain")
+    keras.utils.set_random_seed(trained_model_dir.training.seed)  # the initial weights
+    initial = build_captioner(run.read_model_config(), run.read_vocabulary().tokens)
+    for part in ("context", "decoder"):
+        before = getattr(initial, part).trainable_weights
+        after = getattr(trained, part).trainable_weights
+        assert all(not np.allclose(a.numpy(), b.numpy()) for a, b in zip(before, after)), part
+
+
 def test_finetune_changes_the_encoder(trained_model_dir):
     run = RunDir(trained_model_dir.model_dir)
     pre, fine = run.load_trained_model("pretrain"), run.load_trained_model("finetune")

@@ -71,7 +71,8 @@ class Trainer:
         objective: an `objectives.Objective` (the batches and the loss).
         kind: `"features"` (from the feature cache) or `"frames"`.
         global_batch_size: videos per step over all replicas.
-        decoder_learning_rate: Adam learning rate of the decoder.
+        decoder_learning_rate: Adam learning rate of the decoder and the
+            spatio-temporal context.
         encoder_learning_rate: Adam learning rate of the encoder, or None
             to keep it frozen.
         clip_norm: global gradient norm clip (per optimizer).
@@ -100,7 +101,10 @@ class Trainer:
         self.log_every_steps = log_every_steps
         self.verbose = verbose
         accumulation = gradient_accumulation_steps if gradient_accumulation_steps > 1 else None
-        self.decoder_variables = list(model.decoder.trainable_variables)
+        # the "decoder" optimizer trains everything after the encoder: the
+        # spatio-temporal context (when the model has one) and the decoder
+        self.decoder_variables = [v for part in (model.context, model.decoder)
+                                  if part is not None for v in part.trainable_variables]
         self.encoder_variables = (
             list(model.encoder.trainable_variables) if encoder_learning_rate else []
         )
