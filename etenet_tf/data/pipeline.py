@@ -36,6 +36,15 @@ def _inputs(example, kind, image_size):
     return example["features"]
 
 
+def _shuffled(files, kind, epoch, seed, input_context, shuffle_buffer):
+    """`(index, example)` pairs of this pipeline's share, in the order of
+    (seed, epoch)."""
+    ds = _read(files, kind).enumerate()
+    if input_context and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return ds.shuffle(shuffle_buffer, seed=seed * 100003 + epoch, reshuffle_each_iteration=False)
+
+
 def train_dataset(files, kind, tokenizer, batch_size, *, epoch=0, seed=0, image_size=None,
                   input_context=None, shuffle_buffer=2048):
     """Training batches for one epoch.
@@ -52,10 +61,7 @@ def train_dataset(files, kind, tokenizer, batch_size, *, epoch=0, seed=0, image_
         input_context: optional `tf.distribute.InputContext`.
         shuffle_buffer: shuffle buffer size in videos.
     """
-    ds = _read(files, kind).enumerate()
-    if input_context and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    ds = ds.shuffle(shuffle_buffer, seed=seed * 100003 + epoch, reshuffle_each_iteration=False)
+    ds = _shuffled(files, kind, epoch, seed, input_context, shuffle_buffer)
 
     def to_example(index, example):
         captions = example["captions"]
@@ -69,6 +75,26 @@ def train_dataset(files, kind, tokenizer, batch_size, *, epoch=0, seed=0, image_
 
     ds = ds.map(to_example, num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def references_dataset(files, kind, tokenizer, batch_size, *, epoch=0, seed=0, image_size=None,
+                       input_context=None, shuffle_buffer=2048):
+    """Training batches with every reference of each clip, for objectives
+    that score the model's own captions (self-critical training).
+
+    Same order and sharding as `train_dataset`. Batches are dicts:
+    `{kind: inputs, "references": int32 [B, R, L]}` with each reference as
+    word ids then `<end>` (no `<start>`), `<pad>` after it and as the
+    rows of clips with fewer references (`L` = the tokenizer's length - 1).
+    """
+    ds = _shuffled(files, kind, epoch, seed, input_context, shuffle_buffer)
+
+    def to_example(index, example):
+        references = tokenizer(example["captions"])[:, 1:]
+        return {kind: _inputs(example, kind, image_size), "references": references}
+
+    ds = ds.map(to_example, num_parallel_calls=AUTOTUNE)
+    return ds.padded_batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def eval_dataset(files, kind, batch_size, *, image_size=None, input_context=None):

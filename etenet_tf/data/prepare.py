@@ -34,6 +34,7 @@ from etenet_tf.data import attributes as attributes_lib
 from etenet_tf.data import records, video_decode
 from etenet_tf.errors import MissingInputError, UserError
 from etenet_tf.files import write_json
+from etenet_tf.text import ngrams
 
 PARAMS_FILE = "prepare_params.json"
 DATASET_FILE = "dataset.json"
@@ -215,6 +216,13 @@ def _prepare(examples, output_dir, num_frames, image_size, dataset_name, vocabul
                       for c in ex.captions]
     vocabulary = vocabulary_builder(train_captions)
     vocabulary.save(os.path.join(output_dir, VOCABULARY_FILE))
+    # CIDEr-D document frequencies of the training references (the scst reward)
+    ngrams.save_frequencies(
+        os.path.join(output_dir, ngrams.FREQUENCIES_FILE),
+        ngrams.caption_frequencies(
+            [ex.captions for ex in examples if ex.split == "train" and ex.problem is None],
+            vocabulary),
+        vocabulary)
 
     report = {
         "dataset": dataset_name,

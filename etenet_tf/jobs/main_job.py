@@ -1,4 +1,5 @@
-"""`--stage=all`: the whole main job, prepare -> the training stages ->
+"""`--stage=all`: the whole main job, prepare -> the training stages (those
+with epochs: scst only with --scst_epochs > 0) ->
 evaluate (every trained stage on the test split) -> export (the last),
 with a closing table that compares the stages."""
 
@@ -32,7 +33,8 @@ def run(config):
 
     timed("prepare")
     for stage in TRAINING_STAGES:
-        timed(stage)
+        if config.training.epochs(stage) > 0:  # a stage with 0 epochs is left out
+            timed(stage)
     rows = timed("evaluate", checkpoint="all")
     timed("export", checkpoint=rows[-1][0])
     print(f"\n=== {' vs '.join(stage for stage, _ in rows)}, "

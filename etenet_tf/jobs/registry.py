@@ -40,6 +40,8 @@ JOBS = {job.name: job for job in [
         trains=True),
     Job("finetune", "finetune", "the whole network end to end from the best pretrain weights",
         trains=True),
+    Job("scst", "scst", "self-critical training on CIDEr-D from the best finetune (or "
+        "pretrain) weights", trains=True),
     Job("evaluate", "evaluate", "caption a split and score it (caption metrics, attributes)"),
     Job("caption", "caption", "caption your own videos"),
     Job("export", "export", "a SavedModel for TF Serving"),

@@ -9,7 +9,14 @@ here (document frequencies, computed once per training set) and in the
 TensorFlow reward (`etenet_tf.evaluation.cider`).
 """
 
+import io
+import os
+
 import numpy as np
+
+from etenet_tf.files import atomic_path
+
+FREQUENCIES_FILE = "cider_df.npz"
 
 MAX_N = 4
 MAX_VOCABULARY = 50_000  # (V + 1)^4 must stay below 2^63
@@ -58,3 +65,34 @@ def document_frequencies(documents, vocabulary_size, max_n=MAX_N):
     values = np.fromiter(counts.values(), np.int64, len(counts))
     order = np.argsort(codes)
     return codes[order], values[order], len(documents)
+
+
+def caption_frequencies(captions_by_video, vocabulary, max_n=MAX_N):
+    """`document_frequencies` of raw captions, normalised and tokenised as
+    training captions are (one document per video)."""
+    from etenet_tf.text.tokenizer import words_of
+    documents = [[vocabulary.ids(words) for words in words_of(list(captions))]
+                 for captions in captions_by_video]
+    return document_frequencies(documents, len(vocabulary), max_n)
+
+
+def save_frequencies(path, frequencies, vocabulary):
+    """Writes `(codes, counts, documents)` atomically, with the vocabulary
+    they were computed for (codes are ids of that vocabulary)."""
+    codes, counts, documents = frequencies
+    buffer = io.BytesIO()
+    np.savez(buffer, codes=codes, counts=counts, documents=documents,
+             vocabulary=np.array(vocabulary.tokens))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def load_frequencies(path, vocabulary):
+    """`(codes, counts, documents)` from `save_frequencies`, or None when the
+    file is missing or belongs to another vocabulary."""
+    if not os.path.isfile(path):
+        return None
+    with np.load(path) as data:
+        if data["vocabulary"].tolist() != list(vocabulary.tokens):
+            return None
+        return data["codes"], data["counts"], int(data["documents"])

@@ -92,6 +92,11 @@ class Vocabulary:
                                   f"{' '.join(SPECIAL_TOKENS)}; {fix}")
         return cls(tokens)
 
+    def ids(self, words):
+        """Word strings -> ids (`<unk>` for words outside the vocabulary)."""
+        index = self.__dict__.setdefault("_index", {t: i for i, t in enumerate(self.tokens)})
+        return [index.get(w, UNK_ID) for w in words]
+
     def lookup_table(self):
         """A `tf.lookup.StaticHashTable` word -> id with `<unk>` as default."""
         return tf.lookup.StaticHashTable(

@@ -50,7 +50,8 @@ class TrainingConfig:
     eval_batch_size: int = option(32, "Batch size for validation, caching and evaluation.",
                                   low=1)
     pretrain_epochs: int = option(20, "Epochs of pretrain.", low=1)
-    finetune_epochs: int = option(5, "Epochs of finetune.", low=1)
+    finetune_epochs: int = option(5, "Epochs of finetune (0: no finetune stage in "
+                                  "--stage=all).", low=0)
     learning_rate: float = option(2e-4, "Decoder learning rate (Adam).", low=0.0,
                                   low_open=True)
     finetune_learning_rate: float = option(0.0, "Decoder learning rate in finetune "
@@ -72,9 +73,27 @@ class TrainingConfig:
                               "(a caption metric, or acc_<attribute> / acc_all when the clips "
                               "have known attributes).")
     seed: int = option(0, "Seed for initial weights, data order and caption choice.", low=0)
+    scst_epochs: int = option(0, "Epochs of self-critical training on CIDEr-D (0: no scst "
+                              "stage in --stage=all).", low=0)
+    scst_from: str = option("auto", "Checkpoint scst starts from: auto (finetune if trained, "
+                            "else pretrain), finetune or pretrain. The encoder stays frozen; "
+                            "its features are cached once.",
+                            choices=("auto", "pretrain", "finetune"))
+    scst_samples: int = option(5, "Captions sampled per clip in scst (K).", low=1)
+    scst_baseline: str = option("mean", "scst reward baseline: mean (of the clip's other "
+                                "samples) or greedy (the greedy caption's reward).",
+                                choices=("mean", "greedy"))
+    scst_learning_rate: float = option(5e-5, "Decoder learning rate in scst (about 10x below "
+                                       "cross-entropy's).", low=0.0, low_open=True)
+    scst_include_end: bool = option(True, "Count <end> as a word in the scst reward (a caption "
+                                    "cut short or running on loses n-grams).")
 
     def validate(self):
         check(self)
+        if self.scst_baseline == "mean" and self.scst_samples < 2:
+            raise UsageError(f"--scst_baseline=mean needs --scst_samples >= 2 (the baseline of "
+                             f"a sample is the mean reward of the others), not "
+                             f"{self.scst_samples}")
 
     def epochs(self, stage):
         """Epochs of a training stage."""

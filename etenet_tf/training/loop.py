@@ -145,6 +145,8 @@ class Trainer:
         variables = self.decoder_variables + self.encoder_variables
 
         def replica_step(batch):
+            # no-gradient work (sampling captions) stays out of the tape
+            batch = objective.before_step(model, batch, self.checkpoints.step)
             with tf.GradientTape() as tape:
                 per_example, logs = objective(model, batch, training=True)
                 loss = tf.nn.compute_average_loss(
@@ -216,7 +218,7 @@ class Trainer:
                 value = scores.get(best_metric)
                 with interrupts.deferred():  # the epoch's results and its checkpoint together
                     self._log_validation(step, time.time() - start, scores, samples)
-                    if value is not None and (best is None or value > best["value"]):
+                    if value is not None and (best is None or _better(scores, value, best)):
                         best = {"metric": best_metric, "value": value, "epoch": epoch + 1,
                                 "step": step, "scores": scores}
                         self.checkpoints.save_best(best)
@@ -303,7 +305,7 @@ class Trainer:
         step += 1
         self.checkpoints.step.assign(step)
         self._bar.update(step - epoch * steps, list(logs.items()))
-        if step % self.log_every_steps == 0:
+        if step % self.log_every_steps == 0 or step == (epoch + 1) * steps:  # (and epoch ends)
             with self.train_writer.as_default(step=step):
                 for name, value in logs.items():
                     tf.summary.scalar(name, value)
@@ -333,6 +335,14 @@ class Trainer:
                 tf.summary.image(f"attention/{i}", picture[None], max_outputs=1)
         self.train_writer.flush()
         self.val_writer.flush()
+
+
+def _better(scores, value, best):
+    """Higher `best_metric`; on a tie (attribute accuracy saturates at 1.0),
+    higher CIDEr."""
+    if value != best["value"]:
+        return value > best["value"]
+    return scores.get("CIDEr", 0.0) > best.get("scores", {}).get("CIDEr", 0.0)
 
 
 def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_samples=5,

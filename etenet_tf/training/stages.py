@@ -1,4 +1,4 @@
-"""The training stages: pretrain and finetune, on one training loop.
+"""The training stages: pretrain, finetune and scst, on one training loop.
 
 pretrain: encoder frozen. Its features are cached once (`feature_cache`)
 and the decoder trains on them. A randomly initialised encoder first gets
@@ -9,7 +9,15 @@ finetune: starts from the best pretrain checkpoint, unfreezes the encoder
 (all of it, or its top N blocks) with its own, lower learning rate and
 trains the whole network end to end on frames.
 
-Both write into a `RunDir`: pretrain records the model (`model_config.json`
+scst: self-critical sequence training on CIDEr-D (`objectives.SelfCritical`)
+from the best finetune checkpoint (or pretrain's, see `--scst_from`), with
+the encoder frozen and its features cached once: sampling K captions per
+clip is the expensive part, and a frozen encoder makes it the only one.
+After pretrain this is the cheap path of large datasets (the pretrain
+feature cache is reused); after finetune the finetuned encoder's features
+are cached under `<model_dir>/scst/features`.
+
+They write into a `RunDir`: pretrain records the model (`model_config.json`
 and `vocab.txt`), so later stages rebuild exactly the same network. A
 stage holds `<model_dir>/<stage>/.lock` while it runs (the chief only,
 with several workers): a second run of the same stage on the same model
@@ -278,4 +286,79 @@ def finetune(run, data, training):
     pre = run.read_best("pretrain")
     print(f"finetune done: best validation {best['metric']} {best['value']:.4f} "
           f"(epoch {best['epoch']}); pretrain best was {pre['value']:.4f}", flush=True)
+    return best
+
+
+def scst_start(run, training):
+    """The stage whose best checkpoint scst starts from (`--scst_from`)."""
+    if training.scst_from != "auto":
+        start = training.scst_from
+    else:
+        start = "finetune" if run.read_best("finetune") is not None else "pretrain"
+    if run.read_best(start) is None:
+        raise NoCheckpointError(
+            f"scst starts from the best {start} checkpoint, but {run.best_dir(start)} has none: "
+            f"run --stage={start} with --model_dir={run.path} first")
+    return start
+
+
+def cider_frequencies(prepared):
+    """The training references' CIDEr-D document frequencies, from
+    `cider_df.npz` beside the vocabulary (computed and stored there first
+    if the records predate it)."""
+    from etenet_tf.text import ngrams
+    path = os.path.join(prepared.records_dir, ngrams.FREQUENCIES_FILE)
+    frequencies = ngrams.load_frequencies(path, prepared.vocabulary)
+    if frequencies is None:
+        captions = []
+        for shard in records.list_shards(prepared.records_dir, "train"):
+            for example in pipeline.eval_dataset([shard], "frames", 64):
+                captions += [[r.decode("utf-8") for r in refs if r]
+                             for refs in example["references"].numpy()]
+        frequencies = ngrams.caption_frequencies(captions, prepared.vocabulary)
+        ngrams.save_frequencies(path, frequencies, prepared.vocabulary)
+    return frequencies
+
+
+def scst(run, data, training):
+    """Self-critical sequence training on CIDEr-D from the best checkpoint of
+    `scst_start`, encoder frozen.
+
+    Args:
+        run: the `RunDir` the earlier stages trained in.
+        data: the `DataConfig` of the prepared records.
+        training: the `TrainingConfig` (`scst_*` options).
+
+    Returns:
+        The best record (`best.json`).
+    """
+    from etenet_tf.evaluation.cider import CiderD
+    from etenet_tf.training.objectives import SelfCritical
+    start = scst_start(run, training)
+    prepared, strategy = _start(data, training)
+    with stage_lock(run, strategy, "scst"), reading_records(run, prepared):
+        model = _stage_model(run, run.read_model_config(), prepared, training, strategy)
+        run.restore_best(model, start)
+        model.encoder.set_trainable_blocks(0)
+        cache_dir = (run.features_dir if start == "pretrain"
+                     else os.path.join(run.stage_dir("scst"), "features"))
+        cache_dir = strategy_lib.worker_dir(cache_dir, strategy)
+        built = feature_cache.build_cache(
+            model, prepared.records_dir, cache_dir, ("train", "val"),
+            batch_size=training.eval_batch_size, image_size=prepared.info["image_size"],
+            progress=print)
+        print(f"feature cache of the {start} encoder {'built' if built else 'reused'}: "
+              f"{cache_dir}", flush=True)
+        cider = CiderD(*cider_frequencies(prepared), len(prepared.vocabulary),
+                       include_end=training.scst_include_end)
+        objective = SelfCritical(cider, num_samples=training.scst_samples,
+                                 baseline=training.scst_baseline,
+                                 max_length=prepared.max_length - 1, seed=training.seed)
+        trainer = make_trainer(run, "scst", model, strategy, training, prepared,
+                               objective=objective, kind="features",
+                               decoder_learning_rate=training.scst_learning_rate)
+        best = fit_stage(trainer, training, prepared, cache_dir)
+    before = run.read_best(start)
+    print(f"scst done: best validation {best['metric']} {best['value']:.4f} "
+          f"(epoch {best['epoch']}); {start} best was {before['value']:.4f}", flush=True)
     return best
