@@ -174,6 +174,7 @@ def test_layers_pass_the_layer_test():
     """Config round trip, output shape, a training step and bfloat16 for each
     layer of the model (helpers.run_layer_test, as keras-hub tests layers)."""
     from etenet_tf.model import FrameEncoder, SpatioTemporalContext
+
     from helpers import run_layer_test
     run_layer_test(SoftAttentionLSTM, dict(vocabulary_size=9, embedding_dim=4, hidden_dim=6,
                                            attention_dim=5, dropout=0.0),

@@ -9,12 +9,12 @@ import pytest
 import tensorflow as tf
 from pycocoevalcap.cider.cider import Cider
 
-from conftest import SHARED, data_path
 from etenet_tf import jobs
 from etenet_tf.evaluation.cider import CiderD
 from etenet_tf.run_dir import NoCheckpointError, RunDir
-from etenet_tf.text import END_ID, Vocabulary, words_of
-from etenet_tf.text import ngrams
+from etenet_tf.text import END_ID, Vocabulary, ngrams, words_of
+
+from conftest import SHARED, data_path
 
 
 def _msrvtt_references(path, limit=None):
@@ -103,10 +103,11 @@ def test_frequencies_are_stored_beside_the_vocabulary(shapes_records, tmp_path):
 
 
 def test_loss_weights_samples_by_advantage_and_ignores_padding():
+    import keras
+
     from etenet_tf.model import ModelConfig, build_captioner
     from etenet_tf.text.vocabulary import SPECIAL_TOKENS
     from etenet_tf.training.objectives import SelfCritical
-    import keras
     keras.utils.set_random_seed(0)
     vocab = list(SPECIAL_TOKENS) + ["a", "b", "c"]
     model = build_captioner(ModelConfig(image_size=75, num_frames=2, embedding_dim=8,
