@@ -125,9 +125,11 @@ class ShapesData:
 
 
 def trainer(model, strategy, work_dir, *, kind, batch_size, decoder_learning_rate=1e-3,
-            encoder_learning_rate=None):
-    """A training-loop `Trainer` (teacher forcing) writing under `work_dir`."""
-    return Trainer(model, strategy, RunDir(work_dir), kind, objective=TeacherForcing(),
+            encoder_learning_rate=None, objective=None):
+    """A training-loop `Trainer` (teacher forcing unless `objective` is
+    given) writing under `work_dir`."""
+    return Trainer(model, strategy, RunDir(work_dir), kind,
+                   objective=objective or TeacherForcing(),
                    kind=kind, global_batch_size=batch_size,
                    decoder_learning_rate=decoder_learning_rate,
                    encoder_learning_rate=encoder_learning_rate, verbose=False)

@@ -25,6 +25,7 @@ from benchmarks import (  # noqa: E402
     prepare_decode,
     pretrain_cache,
     scoring,
+    scst_reward,
 )
 from etenet_tf.files import write_json  # noqa: E402
 
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "decode": prepare_decode,              # 5
     "scoring": scoring,                    # 6
     "grid_cost": grid_cost,                # 7
+    "scst_reward": scst_reward,            # 8
 }
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,6 +83,7 @@ def parse(argv):
     p.add_argument("--grid_frames", type=int, default=16, help="grid cost benchmark: frames/clip")
     p.add_argument("--grids", default="1,2,4,8", help="grid cost benchmark: grids to compare "
                    "(the first is the baseline)")
+    p.add_argument("--scst_samples", type=int, default=5, help="scst benchmark: samples/clip")
     p.add_argument("--mixed_precision", choices=("none", "bfloat16"), default="none")
     args = p.parse_args(argv)
     unknown = set(args.only.split(",")) - set(BENCHMARKS)

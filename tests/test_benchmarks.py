@@ -44,6 +44,8 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
     for grid in (1, 3):  # the float32 features plus under 2 KB of id and captions per clip
         floats_mb = 2 * grid * grid * 2048 * 4 / 1e3
         assert floats_mb < grids[f"grid {grid}"]["cache_mb_per_1000_clips"] < floats_mb + 2
+    scst = by_name["scst_reward"][0]["details"]
+    assert scst["reward_seconds"] > 0 and scst["step_seconds"] > scst["reward_seconds"]
     assert set(by_name["grid_cost"][0]["details"]["temporal"]) == {
         f"grid {g}, {t}" for g in (1, 3) for t in ("none", "position", "conv", "gru")}
     table = capsys.readouterr().out
