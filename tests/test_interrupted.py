@@ -118,12 +118,18 @@ def _examples(path):
 
 @pytest.fixture(scope="module")
 def uninterrupted(shapes_records, tmp_path_factory):
-    """pretrain then finetune through main.py, never interrupted."""
+    """pretrain, finetune then scst through main.py, never interrupted."""
     tmp = tmp_path_factory.mktemp("uninterrupted")
-    base = tiny_cfg(str(tmp / "base"), records_dir=shapes_records.data.records_dir)
-    for stage in ("pretrain", "finetune"):
+    base = tiny_cfg(str(tmp / "base"), records_dir=shapes_records.data.records_dir,
+                    scst_epochs=1, scst_samples=2)
+    for stage in TRAINED:
         run_to_end(_args(base, stage), tmp / f"{stage}-base.log")
     return base
+
+
+# every training stage; scst draws its samples from seeds of the step, so a
+# resumed run draws the same captions as one that was never stopped
+TRAINED = ("pretrain", "finetune", "scst")
 
 
 def assert_same_as_uninterrupted(base, cfg, stage):
@@ -140,11 +146,12 @@ def assert_same_as_uninterrupted(base, cfg, stage):
     return final
 
 
-def test_pretrain_and_finetune_killed_then_resumed_equal_uninterrupted(uninterrupted,
-                                                                      shapes_records, tmp_path):
+def test_training_stages_killed_then_resumed_equal_uninterrupted(uninterrupted,
+                                                                 shapes_records, tmp_path):
     base = uninterrupted
-    cfg = tiny_cfg(str(tmp_path / "killed"), records_dir=shapes_records.data.records_dir)
-    for stage in ("pretrain", "finetune"):
+    cfg = tiny_cfg(str(tmp_path / "killed"), records_dir=shapes_records.data.records_dir,
+                   scst_epochs=1, scst_samples=2)
+    for stage in TRAINED:
         ckpt_dir = os.path.join(cfg.model_dir, stage, "checkpoints")
         args = _args(cfg, stage)
         # the first resume checkpoint is step 3 (--checkpoint_every_steps=3)

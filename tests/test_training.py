@@ -106,7 +106,11 @@ _DISTRIBUTED = textwrap.dedent("""
         checkpoints.write_json = slow_write_json
     cfg = jobs.ExperimentConfig.from_flat(json.loads(sys.argv[1]))
     jobs.run(cfg)
-    model = RunDir(cfg.model_dir).load_trained_model("pretrain")
+    stage = "pretrain"
+    if os.environ.get("SCST"):  # self-critical training on the same loop and strategy
+        jobs.run(cfg.replace(stage="scst", scst_epochs=1, scst_samples=2))
+        stage = "scst"
+    model = RunDir(cfg.model_dir).load_trained_model(stage)
     np.save(sys.argv[2], model.decoder.output_projection.kernel.numpy())
 """)
 
@@ -118,10 +122,10 @@ def _run_distributed(cfg, out, env, timeout=240):
 
 
 @pytest.mark.slow
-def test_mirrored_over_two_logical_cpus(shapes_records, tmp_path):
+def test_mirrored_over_two_logical_cpus_pretrain_and_scst(shapes_records, tmp_path):
     cfg = tiny_cfg(str(tmp_path), records_dir=shapes_records.data.records_dir, pretrain_epochs=1,
                    strategy="mirrored", stage="pretrain")
-    proc = _run_distributed(cfg, str(tmp_path / "w.npy"), {"LOGICAL_CPUS": "1"})
+    proc = _run_distributed(cfg, str(tmp_path / "w.npy"), {"LOGICAL_CPUS": "1", "SCST": "1"})
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
     assert np.isfinite(np.load(tmp_path / "w.npy")).all()

@@ -309,11 +309,12 @@ class Trainer:
             with self.train_writer.as_default(step=step):
                 for name, value in logs.items():
                     tf.summary.scalar(name, value)
+                # (a mirrored variable has no float(): read it as a tensor)
                 tf.summary.scalar("learning_rate/decoder",
-                                  float(self.decoder_optimizer.learning_rate))
+                                  tf.convert_to_tensor(self.decoder_optimizer.learning_rate))
                 if self.encoder_optimizer is not None:
                     tf.summary.scalar("learning_rate/encoder",
-                                      float(self.encoder_optimizer.learning_rate))
+                                      tf.convert_to_tensor(self.encoder_optimizer.learning_rate))
         # the epoch's last step is saved after its validation instead
         if (self.checkpoint_every_steps and step % self.checkpoint_every_steps == 0
                 and step < (epoch + 1) * steps):
