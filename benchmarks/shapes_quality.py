@@ -5,8 +5,8 @@
 
 For every variant (the model options) and seed (model initialisation and
 data order), runs the real command line (`main.py`) stage by stage on the
-`flags/shapes.cfg` preset: prepare (once), pretrain, finetune (and scst
-when the preset has scst epochs), then evaluates each stage's best
+`flags/shapes.cfg` preset: prepare (once), pretrain, finetune and scst,
+then evaluates each stage's best
 checkpoint on the test split and on clips rendered from a generation seed
 that training never used (`--shapes_seed`). Prints, and saves as JSON,
 min / median / max over seeds of CIDEr and attribute accuracy per variant,
@@ -119,7 +119,7 @@ def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--stages", default="pretrain,finetune",
+    p.add_argument("--stages", default="pretrain,finetune,scst",
                    help="training stages to run and evaluate, in order")
     p.add_argument("--flagfile", default=os.path.join(ROOT, "flags", "shapes.cfg"))
     p.add_argument("--work_dir", default=os.path.join(ROOT, "runs", "shapes_quality"))

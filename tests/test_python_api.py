@@ -1,0 +1,30 @@
+"""The README's "Python API" section runs as written."""
+
+import os
+import re
+import shutil
+
+from helpers import ROOT, data_path, run_python
+
+
+def readme_python_api():
+    """The Python code block of the README's "Python API" section."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = text.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, "the section should hold one python block"
+    return blocks[0]
+
+
+def test_readme_python_api_runs_as_written(trained_model_dir, tmp_path):
+    code = readme_python_api()
+    # the files the example names: a trained model directory and a video
+    os.makedirs(tmp_path / "runs" / "shapes")
+    os.symlink(trained_model_dir.model_dir, tmp_path / "runs" / "shapes" / "model")
+    shutil.copy(data_path("moviepy_example_mask.mp4"), tmp_path / "clip.mp4")
+    result = run_python(code, cwd=str(tmp_path), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    caption, score = lines[-2].rsplit(" ", 1)
+    assert float(score) < 0 and all(w.isalnum() for w in caption.split())
+    assert "CIDEr" in lines[-1] and "Bleu_4" in lines[-1]
