@@ -64,6 +64,10 @@ def run_one(args, variant, seed, records, unseen):
     log = os.path.join(args.work_dir, f"{variant}_seed{seed}.log")
     common = [f"--flagfile={args.flagfile}", f"--records_dir={records}",
               f"--model_dir={model_dir}", f"--seed={seed}", *VARIANTS[variant]]
+    saved = os.path.join(model_dir, "quality.json")
+    if os.path.exists(saved):  # a finished run of an earlier call: reuse it
+        with open(saved, encoding="utf-8") as f:
+            return json.load(f)
     result = {"seconds": {}}
     for stage in args.stages.split(","):
         result["seconds"][stage] = _main(common + [f"--stage={stage}"], log)
@@ -72,6 +76,8 @@ def run_one(args, variant, seed, records, unseen):
             _main([f"--flagfile={args.flagfile}", f"--records_dir={records_dir}",
                    f"--model_dir={model_dir}", "--stage=evaluate", f"--checkpoint={stage}"], log)
             result.setdefault(stage, {})[split_name] = _scores(model_dir, stage)
+    from etenet_tf.files import write_json
+    write_json(saved, result)
     return result
 
 
@@ -88,8 +94,9 @@ def summarise(runs):
                         table.setdefault(variant, {}).setdefault(stage, {}).setdefault(
                             split, {})[metric] = [min(values), statistics.median(values),
                                                   max(values)]
-        for stage in seeds[0]["seconds"]:
-            values = [r["seconds"][stage] for r in seeds]
+        for stage in {s for r in seeds for s in r["seconds"]}:
+            # a run reconstructed from its log has no timings
+            values = [r["seconds"][stage] for r in seeds if stage in r["seconds"]]
             table[variant].setdefault("seconds", {})[stage] = [
                 min(values), statistics.median(values), max(values)]
     return table
