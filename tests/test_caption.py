@@ -11,6 +11,7 @@ import signal
 import time
 
 import numpy as np
+import pytest
 
 from etenet_tf import jobs
 from etenet_tf.data import decode_pool, video_decode
@@ -289,3 +290,44 @@ def test_decoding_runs_a_bounded_number_of_videos_ahead():
     for got, want in zip(results, expected * 3):
         np.testing.assert_array_equal(got, want)
     assert len(results) == len(clips)
+
+
+def test_evaluate_shows_the_same_progress(trained_model_dir, monkeypatch):
+    """evaluate draws the bar on a terminal and ends with one summary line
+    (the scoring itself is replaced: only the captioning is timed here)."""
+    import sys
+
+    from etenet_tf.evaluation import evaluate
+    monkeypatch.setattr(evaluate.metrics_lib, "score", lambda refs, preds: {"CIDEr": 0.0})
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    jobs.run(trained_model_dir.replace(stage="evaluate", split="val", checkpoint="finetune"))
+    drawn = terminal.getvalue()
+    assert "\revaluate finetune 48/48 " in drawn and "videos/s" in drawn
+    assert re.search(r"\nevaluate: finetune checkpoint, 48 val videos captioned and scored in "
+                     r"[0-9.]+s\n$", drawn), drawn
+
+
+def test_json_lines_output_refuses_other_files_and_cuts_a_partial_line(tmp_path):
+    from etenet_tf import files
+    from etenet_tf.generation import outputs
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    with pytest.raises(outputs.OutputFileError, match="line 1 is not a caption record"):
+        outputs.open_output(str(notes))
+    assert notes.read_text() == "my notes\n"  # never appended to
+    path = tmp_path / "c.jsonl"
+    whole = '{"video": "/v/a.mp4", "caption": "x", "score": -1.0}\n'
+    path.write_text(whole + '{"video": "/v/b.mp')
+    with outputs.open_output(str(path)) as out:
+        assert out.done == {"/v/a.mp4"} and out.cut == len('{"video": "/v/b.mp')
+        assert path.read_text() == whole
+        with pytest.raises(files.LockedError):  # a second run on the same file
+            outputs.open_output(str(path))
+        out.write([{"video": "/v/b.mp4", "caption": "y", "score": -2.0}])
+    assert path.read_text() == whole + '{"video": "/v/b.mp4", "caption": "y", "score": -2.0}\n'
+
+
+def test_repeated_flags_round_trip(trained_model_dir):
+    argv = trained_model_dir.replace(videos=["a,b.mp4", "c.mp4"], progress=False).to_argv()
+    assert {"--videos=a,b.mp4", "--videos=c.mp4", "--progress=false"} <= set(argv)
