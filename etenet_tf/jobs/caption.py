@@ -171,11 +171,30 @@ def run(config):
     names = legacy_comma_names(caption.videos, lambda m: print(m, file=sys.stderr, flush=True))
     videos, problems = inputs.expand_video_inputs(names, caption.videos_from)
     with open_output(caption.output) as output:
-        return _caption(config, run_dir, stage, spec, output, videos, problems)
+        return caption_videos(
+            config, videos, spec=spec, output=output, problems=problems,
+            make_generator=lambda: CaptionGenerator(run_dir.load_trained_model(stage),
+                                                    decoding.sampler(),
+                                                    decoding.max_decode_length))
 
 
-def _caption(config, run_dir, stage, spec, output, videos, problems):
-    caption, decoding = config.caption, config.decoding
+def caption_videos(config, videos, *, spec, make_generator, output, problems=()):
+    """The caption loop over `videos`: decode ahead, caption in batches,
+    write and print each batch's records.
+
+    Args:
+        config: the `ExperimentConfig` (caption, data and progress options).
+        videos: video paths, each once.
+        spec: `{"num_frames", "image_size"}` the model takes.
+        make_generator: returns the `CaptionGenerator`; called once the
+            decoding has started, so the model loads meanwhile.
+        output: a `generation.outputs` output (its `done` videos are skipped).
+        problems: `(name, reason)` of names that matched no video.
+
+    Returns:
+        dict video (or name) -> error message of what failed in this run.
+    """
+    caption = config.caption
     todo = [v for v in videos if record_key(v) not in output.done]
     skipped = len(videos) - len(todo)
     pictures = picture_names(caption.attention_dir, videos) if caption.attention_dir else None
@@ -195,9 +214,7 @@ def _caption(config, run_dir, stage, spec, output, videos, problems):
                 video_decode.decode_frames_job, jobs, workers=workers,
                 ahead=max(BATCHES_AHEAD * size, workers))
             with contextlib.closing(decoder):
-                model = run_dir.load_trained_model(stage)
-                generator = CaptionGenerator(model, decoding.sampler(),
-                                             decoding.max_decode_length)
+                generator = make_generator()
                 for batch in _batches(zip(todo, decoder), size):
                     job.caption(generator, batch, size, pictures)
         output.finish()
