@@ -91,6 +91,8 @@ def parse(argv):
                    help="caption library benchmark: --caption_batch_size")
     p.add_argument("--library_workers", type=int, default=0,
                    help="caption library benchmark: decoding processes (0: one per CPU)")
+    p.add_argument("--library_rounds", type=int, default=5,
+                   help="caption library benchmark: turns the three ways take")
     p.add_argument("--library_rss_clips", default="100,1000",
                    help="caption library benchmark: the two library sizes whose peak memory "
                         "is compared ('' to skip)")

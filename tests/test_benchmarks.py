@@ -20,7 +20,7 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
         "--beam_size=2", "--max_length=3", "--vocabulary_size=50",
         "--grid_image_size=139", "--grid_frames=2", "--grids=1,3",  # 3x3 final map at 139 px
         "--library_clips=6", "--library_image_size=75", "--library_frames=2",
-        "--library_batch=2", "--library_workers=1", "--library_rss_clips=2,6",
+        "--library_batch=2", "--library_workers=1", "--library_rounds=1", "--library_rss_clips=2,6",
         "--library_rss_image_size=75", "--library_rss_frames=2",
     ])
     report = json.loads(output.read_text())

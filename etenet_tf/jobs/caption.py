@@ -31,7 +31,7 @@ from etenet_tf.errors import UsageError
 from etenet_tf.evaluation import attention_image
 from etenet_tf.generation import CaptionGenerator
 from etenet_tf.generation.captioning import caption_records, error_record
-from etenet_tf.generation.outputs import open_output, record_key
+from etenet_tf.generation.outputs import JsonLinesOutput, open_output, record_key
 from etenet_tf.jobs.registry import checkpoint_stages
 from etenet_tf.progress import Progress
 from etenet_tf.run_dir import RunDir
@@ -215,11 +215,24 @@ def caption_videos(config, videos, *, spec, make_generator, output, problems=())
                 ahead=max(BATCHES_AHEAD * size, workers))
             with contextlib.closing(decoder):
                 generator = make_generator()
-                for batch in _batches(zip(todo, decoder), size):
-                    job.caption(generator, batch, size, pictures)
+                try:
+                    for batch in _batches(zip(todo, decoder), size):
+                        job.caption(generator, batch, size, pictures)
+                except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: say what is kept
+                    e.detail = getattr(e, "detail", None) or _kept(output)
+                    raise
         output.finish()
         progress.finish(_summary(job, len(todo), skipped, problems, output, progress))
     return job.failures
+
+
+def _kept(output):
+    if isinstance(output, JsonLinesOutput):
+        return f"{len(output.done)} videos are recorded in {output.path}"
+    if output.path:
+        return (f"nothing was written to {output.path} (a .json output is written at the end; "
+                "--output=*.jsonl is written per batch and resumes)")
+    return "the captions so far were printed; --output=*.jsonl keeps them and resumes"
 
 
 def _summary(job, todo, skipped, problems, output, progress):
