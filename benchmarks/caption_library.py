@@ -11,7 +11,11 @@ Three ways through the same clips, one model with random weights
   worker processes decode two batches ahead of the model, batches of
   `--library_batch`, JSON Lines written per batch;
 - the model alone: the same batches of already-decoded frames, captioned
-  back to back (the ceiling of the pipeline).
+  back to back (the ceiling of the pipeline);
+- and, for the record, the decoding alone (the pipeline's workers, nothing
+  captioned). Without a GPU the model and the decoders share the CPU, so
+  the pipeline cannot beat them one after the other,
+  `1 / (1 / model + 1 / decode)` (in the details).
 
 The compiled caption function is traced before the timings start, and the
 three ways take turns in rounds of whole batches (`--library_rounds`), so
@@ -38,7 +42,8 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import common, prepare_decode
-from etenet_tf.data import video_decode
+from etenet_tf import limits
+from etenet_tf.data import decode_pool, video_decode
 from etenet_tf.generation import BeamSampler, CaptionGenerator
 from etenet_tf.generation.outputs import open_output
 from etenet_tf.jobs import ExperimentConfig
@@ -100,6 +105,15 @@ def _one_at_a_time(generator, paths, frames, size):
         except video_decode.VideoDecodeError:
             continue
         generator(clip[None]).texts.numpy()
+
+
+def _decode_only(paths, frames, size, workers, batch):
+    """The pipeline's decoding alone: the same workers, nothing captioned."""
+    jobs = ((p, frames, size, limits.MAX_FRAME_PIXELS) for p in paths)
+    with decode_pool.OrderedDecoder(video_decode.decode_frames_job, jobs, workers=workers,
+                                    ahead=max(2 * batch, workers)) as decoder:
+        for _ in decoder:
+            pass
 
 
 def _pipeline(generator, paths, config, frames, size, out_dir):
@@ -166,13 +180,13 @@ def run(ctx):
 
     # The three ways take turns, a round of whole batches each, so that a
     # change in the machine's load (a shared machine) hits all three alike.
-    seconds = {"one": 0.0, "model": 0.0, "pipeline": 0.0}
+    seconds = {"one": 0.0, "model": 0.0, "decode": 0.0, "pipeline": 0.0}
     model_videos = written = 0
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(dir=ctx.work_dir) as out_dir:
         for number, chunk in enumerate(_rounds(paths, batch, ctx.library_rounds)):
-            ways = ["one", "model", "pipeline"]
-            for way in ways[number % 3:] + ways[:number % 3]:
+            ways = list(seconds)
+            for way in ways[number % len(ways):] + ways[:number % len(ways)]:
                 start = time.perf_counter()
                 if way == "one":
                     _one_at_a_time(one, chunk, frames, size)
@@ -181,19 +195,29 @@ def run(ctx):
                     for _ in range(calls):
                         batched(decoded).texts.numpy()
                     model_videos += calls * batch
+                elif way == "decode":
+                    _decode_only(chunk, frames, size, workers, batch)
                 else:
                     written += _pipeline(batched, chunk, config, frames, size, out_dir)
                 seconds[way] += time.perf_counter() - start
             load.append(os.getloadavg()[0])
     new_rate, old_rate = len(paths) / seconds["pipeline"], len(paths) / seconds["one"]
     model_rate = model_videos / seconds["model"]
+    decode_rate = len(paths) / seconds["decode"]
     share = new_rate / model_rate
+    # where the model and the decoders share the same cores (no GPU), they
+    # cannot overlap: the best the pipeline can do is one after the other
+    cpu_bound = 1 / (1 / model_rate + 1 / decode_rate)
     setting = (f"{len(paths)} clips, {frames} frames of {size} px, beam {ctx.beam_size}, "
                f"batch {batch}, {workers} decoding processes")
     details = {"clips": len(paths), "captioned": written, "source": source_dir,
                "seconds": seconds, "model_only_videos": model_videos,
                "rounds": ctx.library_rounds, "load_average_1min": load,
-               "cpus": os.cpu_count()}
+               "cpus": os.cpu_count(), "videos_per_second": {
+                   "pipeline": new_rate, "one_at_a_time": old_rate, "model_only": model_rate,
+                   "decode_only": decode_rate, "model_then_decode_on_shared_cores": cpu_bound},
+               "pipeline_share_of_model_only": share,
+               "pipeline_share_of_shared_cores_bound": new_rate / cpu_bound}
     results = [
         {
             "title": f"caption a library, pipeline vs one at a time ({setting})",
