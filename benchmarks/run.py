@@ -8,6 +8,7 @@ machine; `--output` keeps the JSON (machine facts included).
 """
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -15,29 +16,28 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-
-from benchmarks import (  # noqa: E402
-    caption_throughput,
-    common,
-    finetune_compute,
-    grid_cost,
-    prepare_decode,
-    pretrain_cache,
-    scoring,
-    scst_reward,
-)
 from etenet_tf.files import write_json  # noqa: E402
 
+# name -> module of `benchmarks`. The modules (and TensorFlow) are imported
+# in main(), not here: the caption library benchmark starts decoding worker
+# processes, which import this module again as `__mp_main__`, and would
+# otherwise each load TensorFlow.
 BENCHMARKS = {
-    "pretrain_cache": pretrain_cache,      # 1
-    "finetune_compute": finetune_compute,  # 2 and 3
-    "caption": caption_throughput,         # 4
-    "decode": prepare_decode,              # 5
-    "scoring": scoring,                    # 6
-    "grid_cost": grid_cost,                # 7
-    "scst_reward": scst_reward,            # 8
+    "pretrain_cache": "pretrain_cache",      # 1
+    "finetune_compute": "finetune_compute",  # 2 and 3
+    "caption": "caption_throughput",         # 4
+    "decode": "prepare_decode",              # 5
+    "scoring": "scoring",                    # 6
+    "grid_cost": "grid_cost",                # 7
+    "scst_reward": "scst_reward",            # 8
+    "caption_library": "caption_library",    # 9
 }
+
+
+def _module(name):
+    return importlib.import_module(f"benchmarks.{BENCHMARKS[name]}")
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -51,6 +51,7 @@ class Context:
     def shapes(self, image_size=None):
         size = image_size or self.image_size
         if size not in self._shapes:
+            from benchmarks import common
             self._shapes[size] = common.ShapesData(self.work_dir, self.frames, size,
                                                    self.train_per_combination)
         return self._shapes[size]
@@ -84,6 +85,21 @@ def parse(argv):
     p.add_argument("--grids", default="1,2,4,8", help="grid cost benchmark: grids to compare "
                    "(the first is the baseline)")
     p.add_argument("--scst_samples", type=int, default=5, help="scst benchmark: samples/clip")
+    p.add_argument("--library_clips", type=int, default=200,
+                   help="caption library benchmark: clips captioned each way")
+    p.add_argument("--library_image_size", type=int, default=299)
+    p.add_argument("--library_frames", type=int, default=8)
+    p.add_argument("--library_batch", type=int, default=8,
+                   help="caption library benchmark: --caption_batch_size")
+    p.add_argument("--library_workers", type=int, default=0,
+                   help="caption library benchmark: decoding processes (0: one per CPU)")
+    p.add_argument("--library_rounds", type=int, default=5,
+                   help="caption library benchmark: turns the three ways take")
+    p.add_argument("--library_rss_clips", default="100,1000",
+                   help="caption library benchmark: the two library sizes whose peak memory "
+                        "is compared ('' to skip)")
+    p.add_argument("--library_rss_image_size", type=int, default=160)
+    p.add_argument("--library_rss_frames", type=int, default=4)
     p.add_argument("--mixed_precision", choices=("none", "bfloat16"), default="none")
     args = p.parse_args(argv)
     unknown = set(args.only.split(",")) - set(BENCHMARKS)
@@ -112,6 +128,9 @@ def table(results):
 
 def main(argv=None):
     args = parse(argv)
+    import keras
+
+    from benchmarks import common
     if args.mixed_precision == "bfloat16":
         keras.config.set_dtype_policy("mixed_bfloat16")
     ctx = Context(args)
@@ -120,7 +139,7 @@ def main(argv=None):
     for name in args.only.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         start, cpu = time.time(), common.cpu_times()
-        out = BENCHMARKS[name].run(ctx)
+        out = _module(name).run(ctx)
         wall = time.time() - start
         # a shared (virtual) machine can lose cores to its neighbours: say so
         share = common.cpu_share(cpu, common.cpu_times(), wall, machine["cores"])

@@ -16,7 +16,7 @@ from etenet_tf.errors import UsageError
 
 
 def option(default, help, *, low=None, high=None, low_open=False, high_open=False,
-           choices=None, flag=True):
+           choices=None, flag=True, multi=False):
     """A dataclass field with its flag's help and constraints.
 
     Args:
@@ -26,10 +26,13 @@ def option(default, help, *, low=None, high=None, low_open=False, high_open=Fals
         low_open, high_open: exclude the bound itself.
         choices: allowed values of a string option.
         flag: False for fields set by the program, not by a flag.
+        multi: a list option given by repeating its flag (`--x=a --x=b`),
+            each value taken whole (commas included); other list options
+            are one comma-separated value.
     """
     return dataclasses.field(default=default, metadata={
         "help": help, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
-        "choices": tuple(choices) if choices else None, "flag": flag})
+        "choices": tuple(choices) if choices else None, "flag": flag, "multi": multi})
 
 
 def flag_fields(config_class):

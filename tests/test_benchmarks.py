@@ -19,6 +19,9 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
         "--train_per_combination=1", "--caption_image_size=75", "--caption_batch=1",
         "--beam_size=2", "--max_length=3", "--vocabulary_size=50",
         "--grid_image_size=139", "--grid_frames=2", "--grids=1,3",  # 3x3 final map at 139 px
+        "--library_clips=6", "--library_image_size=75", "--library_frames=2",
+        "--library_batch=2", "--library_workers=1", "--library_rounds=1", "--library_rss_clips=2,6",
+        "--library_rss_image_size=75", "--library_rss_frames=2",
     ])
     report = json.loads(output.read_text())
     assert report["machine"]["cores"] >= 1 and report["machine"]["tensorflow"]
@@ -48,5 +51,8 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
     assert scst["reward_seconds"] > 0 and scst["step_seconds"] > scst["reward_seconds"]
     assert set(by_name["grid_cost"][0]["details"]["temporal"]) == {
         f"grid {g}, {t}" for g in (1, 3) for t in ("none", "position", "conv", "gru")}
+    library = by_name["caption_library"]
+    assert len(library) == 3 and library[0]["details"]["captioned"] == 6
+    assert library[2]["details"]["captioned"] == {"2": 2, "6": 6}
     table = capsys.readouterr().out
     assert "pretrain epoch: cached features vs frozen encoder" in table and "skipped:" in table

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from etenet_tf import jobs
 from etenet_tf.data import video_decode
 from etenet_tf.export import serving
 from etenet_tf.export.config import ExportConfig
@@ -195,30 +194,3 @@ def test_float_signature_and_saved_model_cli(exported):
                           timeout=120)
     assert show.returncode == 0, show.stderr[-2000:]
     assert "frames_jpeg" in show.stdout and "captions" in show.stdout
-
-
-def test_caption_stage_reports_bad_files_and_continues(trained_model_dir, tmp_path, capsys):
-    cfg = trained_model_dir
-    bad = tmp_path / "broken.mp4"
-    bad.write_bytes(b"\x00" * 100)
-    same_name = tmp_path / "copy" / "moviepy_example_mask.mp4"
-    same_name.parent.mkdir()
-    shutil.copy(data_path("moviepy_example_mask.mp4"), same_name)
-    from test_video_decode import write_gif_bomb
-    bomb = write_gif_bomb(tmp_path / "bomb.gif", 13000)  # 13000x13000 declared: over the limit
-    videos = [data_path("moviepy_example_mask.mp4"), str(bad),
-              data_path("moviepy_transparent.webm"), str(same_name), bomb]
-    failures = jobs.run(cfg.replace(stage="caption", videos=videos,
-                                    output=str(tmp_path / "captions.json"),
-                                    attention_dir=str(tmp_path / "att")))
-    out = capsys.readouterr()
-    assert list(failures) == [str(bad), bomb]
-    assert "--max_frame_pixels" in failures[bomb] and "13000x13000" in failures[bomb]
-    assert out.out.count("\t") == 3 and out.err.count("ERROR") == 2
-    saved = json.load(open(tmp_path / "captions.json"))
-    assert "error" in saved[str(bad)] and "caption" in saved[videos[0]]
-    # videos with the same file name get a picture each
-    assert sorted(os.listdir(tmp_path / "att")) == [
-        "moviepy_example_mask.mp4-2.png", "moviepy_example_mask.mp4.png",
-        "moviepy_transparent.webm.png"]
-    assert saved[str(same_name)]["attention"].endswith("moviepy_example_mask.mp4-2.png")

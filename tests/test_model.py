@@ -152,12 +152,72 @@ def test_beam_search_scores_at_least_greedy(model):
     assert np.all(beam.numpy() >= greedy.numpy() - 1e-5)
 
 
-def test_missing_imagenet_weights_name_the_file(tmp_path, monkeypatch):
+def _offline(monkeypatch, encoder="inception_v3"):
+    """The encoder's weights URL points at a closed local port: every
+    download fails at once, as on a machine without internet access."""
+    import dataclasses
+    spec = encoder_lib.ENCODERS[encoder]
+    monkeypatch.setitem(encoder_lib.ENCODERS, encoder,
+                        dataclasses.replace(spec, weights_url="http://127.0.0.1:9/"))
+    return spec
+
+
+def test_imagenet_weights_download_failure_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    spec = _offline(monkeypatch)
     with pytest.raises(encoder_lib.EncoderWeightsError) as e:
         encoder_lib.resolve_weights("inception_v3", "imagenet")
-    assert "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5" in str(e.value)
-    assert str(tmp_path) in str(e.value)
+    message = str(e.value)
+    # the file, the URL it was fetched from, and the directory to put it in
+    assert "\n" not in message and "cannot download the ImageNet weights" in message
+    assert f"http://127.0.0.1:9/{spec.weights_file}" in message
+    assert f"put it in {tmp_path}/models/" in message and spec.weights_file in message
+    assert not (tmp_path / "models" / spec.weights_file).exists()  # no partial file left
+
+
+def test_imagenet_weights_come_from_the_keras_cache(tmp_path, monkeypatch):
+    """A file in `$KERAS_HOME/models` with the right hash is used without
+    any download; one with another hash (a cut download) is fetched again
+    (here: offline, so the error)."""
+    import dataclasses
+    import hashlib
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    spec = _offline(monkeypatch)
+    cached = tmp_path / "models" / spec.weights_file
+    cached.parent.mkdir()
+    cached.write_bytes(b"weights")
+    offline = encoder_lib.ENCODERS["inception_v3"]
+    monkeypatch.setitem(encoder_lib.ENCODERS, "inception_v3", dataclasses.replace(
+        offline, weights_hash=hashlib.md5(b"weights").hexdigest()))
+    assert encoder_lib.resolve_weights("inception_v3", "imagenet") == str(cached)
+    monkeypatch.setitem(encoder_lib.ENCODERS, "inception_v3", offline)  # the real hash
+    with pytest.raises(encoder_lib.EncoderWeightsError, match="cannot download"):
+        encoder_lib.resolve_weights("inception_v3", "imagenet")
+
+
+def test_imagenet_weights_are_fetched_as_keras_applications_fetches_them(monkeypatch):
+    """The same `get_file` call (file, URL, cache subdirectory, hash) as
+    `keras.applications` makes for the no-top weights."""
+    from keras.src.utils import file_utils
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def record(fname=None, origin=None, **kwargs):
+        calls.append((fname, origin, kwargs.get("cache_subdir"), kwargs.get("file_hash")))
+        raise Stop(origin)
+
+    monkeypatch.setattr(file_utils, "get_file", record)
+    monkeypatch.setattr(keras.utils, "get_file", record)
+    for name in ("inception_v3", "inception_resnet_v2"):
+        with pytest.raises(encoder_lib.EncoderWeightsError):
+            encoder_lib.resolve_weights(name, "imagenet")
+        with pytest.raises(Stop):
+            encoder_lib.get_spec(name).constructor(include_top=False, weights="imagenet",
+                                                   input_shape=(75, 75, 3))
+        ours, theirs = calls[-2:]
+        assert ours == theirs and ours[2] == "models" and len(ours[3]) == 32
 
 
 def test_weights_file_is_used(tmp_path):

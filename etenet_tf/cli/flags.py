@@ -26,6 +26,8 @@ def _define(field):
         flags.DEFINE_integer(name, default, help_text)
     elif isinstance(default, float):
         flags.DEFINE_float(name, default, help_text)
+    elif meta.get("multi"):
+        flags.DEFINE_multi_string(name, list(default) or None, help_text)
     elif isinstance(default, tuple):
         flags.DEFINE_list(name, list(default), help_text)
     else:

@@ -42,7 +42,8 @@ class DataConfig:
     frames: int = option(8, "Frames sampled uniformly per video.", low=1)
     image_size: int = option(299, "Frame side in pixels (InceptionV3 minimum: 75).", low=1)
     videos_per_shard: int = option(64, "Videos per TFRecord shard.", low=1)
-    workers: int = option(0, "Decoding processes for prepare (0 = one per CPU).", low=0)
+    workers: int = option(0, "Decoding processes for prepare and caption (0 = one per CPU).",
+                          low=0)
     strict: bool = option(False, "Stop prepare at the first missing/undecodable video.")
     min_word_count: int = option(2, "Words rarer than this in train captions -> <unk>.", low=0)
     max_caption_length: int = option(0, "Tokens per training caption incl. <start>/<end> "

@@ -5,7 +5,8 @@ into one ordered list of video files: a directory is searched recursively
 for files with a video extension (`examples.VIDEO_EXTENSIONS`), a pattern
 with `*`, `?` or `[` is expanded (`**` crosses directories), a list file
 holds one path per line (blank lines and `#` comments skipped; relative
-paths are relative to the list file). Each video appears once, at its
+paths are relative to the list file; `-` is standard input, its paths
+relative to the current directory). Each video appears once, at its
 first mention. A name that matches nothing is reported, not fatal.
 
 Paths go through `tf.io.gfile` only where they are remote (`gs://`,
@@ -15,6 +16,7 @@ import this module).
 
 import glob
 import os
+import sys
 
 from etenet_tf.data.examples import VIDEO_EXTENSIONS
 
@@ -68,7 +70,10 @@ def _expand(name):
 
 
 def read_list_file(path):
-    """The paths listed in a list file (one per line)."""
+    """The paths listed in a list file (one per line; `-`: standard input)."""
+    if path == "-":
+        lines = [line.strip() for line in sys.stdin.read().splitlines()]
+        return [line for line in lines if line and not line.startswith("#")]
     opener = _gfile().GFile if _is_remote(path) else open
     with opener(path, "r") as f:
         lines = [line.strip() for line in f.read().splitlines()]

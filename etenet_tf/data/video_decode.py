@@ -224,6 +224,19 @@ def decode_job(job):
         return None, f"{path}: {type(e).__name__}: {e}"
 
 
+def decode_frames_job(job):
+    """One caption worker job: `(path, num_frames, image_size, max_pixels)`
+    -> `(uint8 frames [num_frames, image_size, image_size, 3], None)` or
+    `(None, error message)` (TensorFlow-free, as `decode_job`)."""
+    path, num_frames, image_size, max_pixels = job
+    try:
+        return decode_video(path, num_frames, image_size, max_pixels), None
+    except VideoDecodeError as e:
+        return None, str(e)
+    except Exception as e:  # a decoder crash must not kill the whole run
+        return None, f"{path}: {type(e).__name__}: {e}"
+
+
 def _too_large(path, width, height, max_pixels):
     return (f"{path}: frames of {width}x{height} ({width * height} pixels) exceed the "
             f"limit of {max_pixels} pixels (--max_frame_pixels)")

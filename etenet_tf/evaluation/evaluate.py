@@ -9,7 +9,8 @@ from etenet_tf.evaluation import predict
 from etenet_tf.generation import CaptionGenerator
 
 
-def evaluate_model(model, files, *, image_size, decoding, batch_size, attributes=(None, None)):
+def evaluate_model(model, files, *, image_size, decoding, batch_size, attributes=(None, None),
+                   progress=None):
     """Captions every clip of `files` and scores the captions.
 
     Args:
@@ -19,6 +20,7 @@ def evaluate_model(model, files, *, image_size, decoding, batch_size, attributes
         decoding: a `DecodingConfig` (the best caption of each clip is scored).
         batch_size: clips per batch.
         attributes: `(truth, spec)` of `etenet_tf.data.attributes`.
+        progress: optional callable(videos) after each captioned batch.
 
     Returns:
         `(predictions {id: caption}, scores)`; `scores` holds the caption
@@ -28,7 +30,8 @@ def evaluate_model(model, files, *, image_size, decoding, batch_size, attributes
     """
     ds = pipeline.eval_dataset(files, "frames", batch_size, image_size=image_size)
     generator = CaptionGenerator(model, decoding.sampler(), decoding.max_decode_length)
-    predictions, references = predict.predict_dataset(model, ds, "frames", generator=generator)
+    predictions, references = predict.predict_dataset(model, ds, "frames", generator=generator,
+                                                        progress=progress)
     scored = {k: v for k, v in references.items() if v}
     scores = metrics_lib.score(scored, {k: predictions[k] for k in scored}) if scored else {}
     truth, spec = attributes

@@ -5,7 +5,8 @@ import tensorflow as tf
 from etenet_tf.text import tokenizer as tokenizer_lib
 
 
-def predict_dataset(model, dataset, kind, *, generator, normalize_references=False):
+def predict_dataset(model, dataset, kind, *, generator, normalize_references=False,
+                    progress=None):
     """Captions every video of an `eval_dataset`.
 
     Args:
@@ -16,6 +17,8 @@ def predict_dataset(model, dataset, kind, *, generator, normalize_references=Fal
             traced once); the best caption of each clip is kept.
         normalize_references: return references normalised by the
             package's tokenizer (for Java-free validation scoring).
+        progress: optional callable(videos) after each batch (how many
+            it held).
 
     Returns:
         `(predictions {id: caption}, references {id: [captions]})`.
@@ -30,4 +33,6 @@ def predict_dataset(model, dataset, kind, *, generator, normalize_references=Fal
             vid = vid.decode("utf-8")
             predictions[vid] = caption.decode("utf-8")
             references[vid] = [r.decode("utf-8") for r in video_refs if r]
+        if progress:
+            progress(len(captions))
     return predictions, references

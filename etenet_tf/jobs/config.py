@@ -26,14 +26,27 @@ class CaptionConfig:
     """Options of the caption stage.
 
     Args:
-        videos: video files to caption.
-        output: also write the results here (JSON).
+        videos: video files, directories (searched recursively for video
+            files) and glob patterns; one per `--videos` flag.
+        videos_from: list files naming one video, directory or pattern a
+            line (`-`: standard input).
+        output: where the results go: `*.json` one JSON object at the end
+            (`{path: record}`), any other name JSON Lines written as it
+            goes (one record per video) and resumed by a re-run.
         attention_dir: write an attention picture per video here.
+        caption_batch_size: videos captioned per model call.
     """
 
-    videos: tuple = option((), "caption: video files to caption.")
-    output: str = option("", "caption: also write {path: caption} JSON here.")
+    videos: tuple = option((), "caption: a video file, a directory (searched recursively for "
+                           "video files) or a glob pattern; repeat the flag for more.",
+                           multi=True)
+    videos_from: tuple = option((), "caption: a file listing one video, directory or pattern a "
+                                "line ('-': standard input); may be repeated.", multi=True)
+    output: str = option("", "caption: also write the results here: *.jsonl one line per video "
+                         "as it goes (a re-run resumes), *.json one object at the end.")
     attention_dir: str = option("", "caption: write an attention picture per video here.")
+    caption_batch_size: int = option(8, "caption: videos per model call (decoding runs ahead "
+                                     "in --workers processes).", low=1)
 
     def validate(self):
         check(self)
@@ -57,12 +70,16 @@ class ExperimentConfig:
     Args:
         stage: the stage to run (`etenet_tf.jobs.JOBS`).
         model_dir: checkpoints, logs and results (`etenet_tf.run_dir`).
+        progress: show progress bars where a stage has long work.
         data, model, training, decoding, evaluation, caption, export:
             the sections.
     """
 
     stage: str = option("", "What to run.")
     model_dir: str = option("runs/shapes/model", "Checkpoints, logs and results.")
+    progress: bool = option(True, "Progress bars on stderr (caption, evaluate); --noprogress, "
+                            "or a stderr that is not a terminal, prints one summary line "
+                            "instead.")
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
@@ -109,12 +126,25 @@ class ExperimentConfig:
         """A copy with some flags changed: `config.replace(batch_size=8)`."""
         return type(self).from_flat({**self.to_flat(), **changes})
 
+    @classmethod
+    def flag_field(cls, name):
+        """The dataclass field of flag `name` (top-level or of a section)."""
+        for owner in (cls, *SECTIONS.values()):
+            for f in flag_fields(owner):
+                if f.name == name:
+                    return f
+        raise KeyError(name)
+
     def to_argv(self, only_changed=True):
-        """The flags (`--name=value`) that give this config on the command line."""
+        """The flags (`--name=value`) that give this config on the command line
+        (a repeatable flag once per value)."""
         default = type(self)().to_flat()
         argv = []
         for name, value in self.to_flat().items():
             if only_changed and value == default[name]:
+                continue
+            if isinstance(value, tuple) and self.flag_field(name).metadata.get("multi"):
+                argv += [f"--{name}={v}" for v in value]
                 continue
             if isinstance(value, tuple):
                 value = ",".join(value)

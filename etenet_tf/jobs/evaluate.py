@@ -11,6 +11,7 @@ from etenet_tf.evaluation import metrics as metrics_lib
 from etenet_tf.evaluation.evaluate import evaluate_model
 from etenet_tf.files import write_json
 from etenet_tf.jobs.registry import checkpoint_stages
+from etenet_tf.progress import Progress
 from etenet_tf.run_dir import RunDir
 
 
@@ -39,9 +40,14 @@ def run(config):
                           f"{records_dir}): it checks every shard and writes damaged ones again")):
         for stage in stages:
             model = run_dir.load_trained_model(stage)
-            predictions, scores = evaluate_model(
-                model, shards, image_size=info["image_size"], decoding=decoding,
-                batch_size=config.training.eval_batch_size, attributes=attributes)
+            with Progress(f"evaluate {stage}", info["splits"].get(split, {}).get("videos"),
+                          show=config.progress) as progress:
+                predictions, scores = evaluate_model(
+                    model, shards, image_size=info["image_size"], decoding=decoding,
+                    batch_size=config.training.eval_batch_size, attributes=attributes,
+                    progress=progress.advance)
+                progress.finish(f"evaluate: {stage} checkpoint, {len(predictions)} {split} "
+                                f"videos captioned and scored in {progress.elapsed:.1f}s")
             out = run_dir.evaluation_dir
             write_json(os.path.join(out, f"{stage}_{split}_predictions.json"), predictions)
             write_json(os.path.join(out, f"{stage}_{split}_scores.json"), scores)

@@ -6,6 +6,7 @@ import time
 from etenet_tf import files
 from etenet_tf.data import prepare as prepare_lib
 from etenet_tf.data.sources import load_examples
+from etenet_tf.progress import Progress
 from etenet_tf.text import tokenizer, vocabulary
 
 
@@ -17,16 +18,13 @@ def run(config):
     files.ensure_directory(data.records_dir, "records_dir")
     examples = load_examples(data)
     start = time.time()
-    last = [0.0]
-    mid_line = [False]
+    bar = []  # made on the first call, when the number of videos is known
 
     def progress(done, total):
-        now = time.time()
-        if done == total or now - last[0] > 2:
-            last[0] = now
-            print(f"\rprepare: {done}/{total} videos", end="\n" if done == total else "",
-                  flush=True)
-            mid_line[0] = done != total
+        if not bar:
+            bar.append(Progress("prepare", total, done=done, show=config.progress))
+        else:
+            bar[0].advance(done - bar[0].done)
 
     try:
         report = prepare_lib.prepare(
@@ -37,9 +35,11 @@ def run(config):
             strict=data.strict, max_pixels=data.max_frame_pixels, progress=progress,
         )
     except BaseException:
-        if mid_line[0]:
-            print(flush=True)  # end the progress line before the error line
+        if bar:
+            bar[0].abandon()  # end the progress line before the error line
         raise
+    if bar:
+        bar[0].finish()
     written = ", ".join(f"{k} {v}" for k, v in report["written"].items()) or "none"
     print(f"prepare: wrote {written} videos to {data.records_dir} in {time.time() - start:.1f}s;"
           f" skipped {len(report['missing'])} missing, {len(report['undecodable'])} undecodable, "

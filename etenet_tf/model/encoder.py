@@ -28,7 +28,9 @@ class EncoderSpec:
         constructor: the keras.applications function.
         weights_file: file name of the no-top ImageNet weights in the Keras
             cache (`~/.keras/models/`).
-        weights_url: where Keras downloads that file from.
+        weights_url: the directory URL Keras downloads that file from.
+        weights_hash: the file's hash as `keras.applications` checks it
+            (md5), for `keras.utils.get_file`.
         min_image_size: smallest input side the architecture accepts.
         block_end_pattern: regex matching the layers that end a block.
         preprocessing: `keras.applications.imagenet_utils.preprocess_input`
@@ -39,6 +41,7 @@ class EncoderSpec:
     constructor: object
     weights_file: str
     weights_url: str
+    weights_hash: str
     min_image_size: int
     block_end_pattern: str
     preprocessing: str = "tf"
@@ -49,6 +52,7 @@ ENCODERS = {
         constructor=keras.applications.InceptionV3,
         weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_url=f"{_WEIGHTS_URL}/inception_v3/",
+        weights_hash="bcbd6486424b2319ff4ef7d526e38f63",
         min_image_size=75,
         block_end_pattern=r"^mixed\d+$",
     ),
@@ -56,6 +60,7 @@ ENCODERS = {
         constructor=keras.applications.InceptionResNetV2,
         weights_file="inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_url=f"{_WEIGHTS_URL}/inception_resnet_v2/",
+        weights_hash="d19885ff4a710c122648d3b5c3b684e4",
         min_image_size=75,
         block_end_pattern=r"^(mixed_5b|mixed_6a|mixed_7a|block\d+_\d+_ac)$",
     ),
@@ -63,7 +68,7 @@ ENCODERS = {
 
 
 class EncoderWeightsError(UserError):
-    """Encoder weights were asked for but cannot be found."""
+    """Encoder weights were asked for but cannot be found or fetched."""
 
 
 def get_spec(encoder_name):
@@ -74,10 +79,18 @@ def get_spec(encoder_name):
     return ENCODERS[encoder_name]
 
 
+def keras_home():
+    """Keras' home directory: `$KERAS_HOME`, else `~/.keras` (`/tmp/.keras`
+    when the home directory cannot be written), as Keras decides it."""
+    if os.environ.get("KERAS_HOME"):
+        return os.environ["KERAS_HOME"]
+    home = os.path.expanduser("~")
+    return os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+
+
 def keras_cache_dir():
-    """Keras' model cache: `$KERAS_HOME/models` or `~/.keras/models`."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(home, "models")
+    """Keras' model cache: `<keras_home()>/models`."""
+    return os.path.join(keras_home(), "models")
 
 
 def resolve_weights(encoder_name, weights):
@@ -88,26 +101,34 @@ def resolve_weights(encoder_name, weights):
         weights: `"imagenet"`, `"none"`/None (random init) or a file path.
 
     Returns:
-        None or the path of an existing weights file. ImageNet weights are
-        read from the Keras cache, never downloaded here.
+        None or the path of an existing weights file. ImageNet weights come
+        from the Keras cache, downloaded into it first when missing (or
+        damaged) with `keras.utils.get_file` and checked against the hash
+        `keras.applications` uses, as `keras.applications` does.
 
     Raises:
-        EncoderWeightsError: the file is missing, with where to put it.
+        EncoderWeightsError: a weights file is missing, or the download
+            failed (offline); one line naming the file, the URL and where
+            to put it.
     """
     if weights is None or str(weights).lower() == "none":
         return None
     spec = get_spec(encoder_name)
     if weights == "imagenet":
-        path = os.path.join(keras_cache_dir(), spec.weights_file)
-        if not os.path.isfile(path):
+        url = spec.weights_url + spec.weights_file
+        cache = keras_cache_dir()
+        try:
+            return keras.utils.get_file(spec.weights_file, url, cache_subdir="models",
+                                        file_hash=spec.weights_hash, cache_dir=keras_home())
+        except Exception as e:  # urllib errors, a hash mismatch, a cache that cannot be written
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            if reason.startswith("URL fetch failure on "):  # "... on URL: code -- reason"
+                reason = reason.split(" -- ", 1)[-1]
             raise EncoderWeightsError(
-                f"ImageNet weights for {encoder_name} not found: expected {path}. "
-                f"Download {spec.weights_url}{spec.weights_file} on a machine with "
-                f"internet access and copy it there, or pass "
-                f"--encoder_weights=/path/to/{spec.weights_file} "
-                "(or --encoder_weights=none for random initialisation)"
-            )
-        return path
+                f"cannot download the ImageNet weights of {encoder_name} ({reason}): download "
+                f"{url} on a machine with internet access and put it in {cache}/ (named "
+                f"{spec.weights_file}), or pass --encoder_weights=/path/to/{spec.weights_file} "
+                "(or --encoder_weights=none for random initialisation)") from None
     if not os.path.isfile(weights):
         raise EncoderWeightsError(
             f"encoder weights file not found: {weights} (expected a Keras .h5/.weights.h5 "
