@@ -25,7 +25,7 @@ Beam pipeline (`etenet_tf.beam.prepare`) runs the same two halves,
 around its own decoding, with the same per-video functions
 (`decode_job_args`, `frames_record`, `problem_entry`, `write_shard`), so
 both write the same files. Every path may be remote (`gs://...`, see
-`etenet_tf.files`), except that the lock needs a local directory.
+`etenet_tf.files`); a remote records directory is not locked.
 """
 
 import collections
@@ -121,8 +121,7 @@ def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
     Raises:
         files.LockedError: another run is writing `output_dir`.
     """
-    files.ensure_directory(output_dir, "records_dir")
-    with files.exclusive_lock(output_dir, "--stage=prepare"):
+    with records_dir_lock(output_dir):
         plan = begin(examples, output_dir, dataset_name=dataset_name, num_frames=num_frames,
                      image_size=image_size, videos_per_shard=videos_per_shard,
                      jpeg_quality=jpeg_quality, strict=strict)
@@ -151,6 +150,17 @@ def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
                                 problems)
         return finish(examples, output_dir, plan, dataset_name=dataset_name,
                       vocabulary_builder=vocabulary_builder)
+
+
+def records_dir_lock(output_dir):
+    """Creates the records directory and holds its lock (`files.exclusive_lock`)
+    while the block runs. A remote directory cannot be locked: the caller
+    must not start two runs on it at once."""
+    if files.is_remote(output_dir):
+        files.makedirs(output_dir)
+        return contextlib.nullcontext(output_dir)
+    files.ensure_directory(output_dir, "records_dir")
+    return files.exclusive_lock(output_dir, "--stage=prepare")
 
 
 def read_problems(path):

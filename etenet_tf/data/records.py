@@ -190,12 +190,18 @@ def _utf8(values):
 
 
 def frames_example(video_id, jpeg_frames, captions):
-    """Serialized frame record."""
+    """Serialized frame record.
+
+    Serialized deterministically (map keys sorted): protobuf orders the
+    `features` map by a hash seeded per process otherwise, so the same
+    record would differ in bytes between two runs, or between the
+    process pool and a Beam worker.
+    """
     return tf.train.Example(features=tf.train.Features(feature={
         "video_id": _bytes_list(_utf8([video_id])),
         "frames": _bytes_list(jpeg_frames),
         "captions": _bytes_list(_utf8(captions)),
-    })).SerializeToString()
+    })).SerializeToString(deterministic=True)
 
 
 def features_example(video_id, features, captions):
@@ -208,7 +214,7 @@ def features_example(video_id, features, captions):
             int64_list=tf.train.Int64List(value=list(features.shape))
         ),
         "captions": _bytes_list(captions),
-    })).SerializeToString()
+    })).SerializeToString(deterministic=True)
 
 
 _COMMON_SPEC = {

@@ -1,8 +1,9 @@
 """The whole configuration of a run: one typed config per concern.
 
 `ExperimentConfig` bundles `DataConfig`, `ModelConfig`, `TrainingConfig`,
-`DecodingConfig`, `EvaluationConfig`, `CaptionConfig` and `ExportConfig`
-with the stage and the model directory. Each field of each section is
+`DecodingConfig`, `EvaluationConfig`, `CaptionConfig`, `ExportConfig` and
+`BeamConfig` (where prepare and caption run) with the stage and the model
+directory. Each field of each section is
 one command-line flag of the same name (`etenet_tf.options`); `from_flat`
 builds the config from such `name: value` pairs (the command line, a
 test, a script), `to_flat` gives them back, and `to_argv` writes them as
@@ -11,6 +12,7 @@ flags.
 
 import dataclasses
 
+from etenet_tf.beam.config import BeamConfig
 from etenet_tf.data.config import DataConfig
 from etenet_tf.errors import UsageError
 from etenet_tf.evaluation.config import EvaluationConfig
@@ -27,13 +29,20 @@ class CaptionConfig:
 
     Args:
         videos: video files to caption.
+        videos_from: list files naming one video, directory or pattern a
+            line (`etenet_tf.data.inputs`; read by `--runner=beam`).
         output: also write the results here (JSON).
         attention_dir: write an attention picture per video here.
+        caption_batch_size: videos per model call (`--runner=beam`:
+            RunInference's largest batch).
     """
 
     videos: tuple = option((), "caption: video files to caption.")
+    videos_from: tuple = option((), "caption: files listing one video, directory or pattern a "
+                                "line.")
     output: str = option("", "caption: also write {path: caption} JSON here.")
     attention_dir: str = option("", "caption: write an attention picture per video here.")
+    caption_batch_size: int = option(8, "caption: videos per model call.", low=1)
 
     def validate(self):
         check(self)
@@ -47,6 +56,7 @@ SECTIONS = {
     "evaluation": EvaluationConfig,
     "caption": CaptionConfig,
     "export": ExportConfig,
+    "beam": BeamConfig,
 }
 
 
@@ -57,7 +67,7 @@ class ExperimentConfig:
     Args:
         stage: the stage to run (`etenet_tf.jobs.JOBS`).
         model_dir: checkpoints, logs and results (`etenet_tf.run_dir`).
-        data, model, training, decoding, evaluation, caption, export:
+        data, model, training, decoding, evaluation, caption, export, beam:
             the sections.
     """
 
@@ -70,6 +80,7 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     caption: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)
 
     @classmethod
     def flag_names(cls):
