@@ -3,6 +3,9 @@
 Prints `path<TAB>caption` per video on stdout. A file that cannot be
 decoded gets `path<TAB>ERROR: reason` on stderr and the others still get
 captions; `main.py` exits 1 if any failed.
+
+`--runner=beam` captions on an Apache Beam pipeline instead
+(`etenet_tf.beam.caption`: RunInference, JSON Lines shards of `--output`).
 """
 
 import os
@@ -41,6 +44,11 @@ def run(config):
     caption, decoding = config.caption, config.decoding
     caption.validate()
     decoding.validate()
+    config.beam.validate()
+    if config.beam.runner == "beam":
+        return _run_on_beam(config)
+    if config.beam.saved_model or caption.videos_from:
+        raise UsageError("--saved_model and --videos_from are read by --runner=beam")
     if not caption.videos:
         raise UsageError("--stage=caption needs --videos=a.mp4,b.webm,...")
     # where the results go is checked before any video is captioned
@@ -76,3 +84,14 @@ def run(config):
     if caption.output:
         write_json(caption.output, results)
     return failures
+
+
+def _run_on_beam(config):
+    """`--runner=beam`: checks Beam and its options, picks the checkpoint
+    (unless `--saved_model`), then runs the pipeline."""
+    from etenet_tf.beam import caption as beam_caption
+    options = beam_caption.check(config)
+    stage = None
+    if not config.beam.saved_model:
+        stage = checkpoint_stages(config.evaluation.checkpoint, RunDir(config.model_dir))[-1]
+    return beam_caption.caption(config, options, stage)
