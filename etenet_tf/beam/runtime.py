@@ -75,8 +75,9 @@ def _given(args, name):
 def pipeline_options(beam_config, workers=0):
     """The `PipelineOptions` of `--beam_options`.
 
-    Without `--runner` among them: DirectRunner, in `--workers` processes
-    (`--direct_num_workers`, `--direct_running_mode=multi_processing`; 0:
+    Without `--runner` among them: DirectRunner; without
+    `--direct_running_mode` either, in `--workers` processes
+    (`--direct_running_mode=multi_processing`, `--direct_num_workers`; 0:
     one per CPU), as the local runner's pool. The SDK workers log at
     WARNING unless `--default_sdk_harness_log_level` says otherwise.
 
@@ -98,11 +99,10 @@ def pipeline_options(beam_config, workers=0):
         raise UsageError(f"--beam_options: {stray[0]!r} is not an option (write --name=value)")
     if not _given(args, "runner"):
         args.append("--runner=DirectRunner")
-    if _runner_name(args) == "DirectRunner":
+    if _runner_kind(_runner_name(args)) == "direct" and not _given(args, "direct_running_mode"):
+        args.append("--direct_running_mode=multi_processing")
         if not _given(args, "direct_num_workers"):
             args.append(f"--direct_num_workers={workers or os.cpu_count() or 1}")
-        if not _given(args, "direct_running_mode"):
-            args.append("--direct_running_mode=multi_processing")
     if not _given(args, "default_sdk_harness_log_level"):
         args.append("--default_sdk_harness_log_level=WARNING")
     options = PipelineOptions(args)
@@ -116,10 +116,21 @@ def pipeline_options(beam_config, workers=0):
 
 
 def _runner_name(args):
-    for a in reversed(args):
+    """The value of the last `--runner=X` or `--runner X` in `args`."""
+    name = ""
+    for i, a in enumerate(args):
         if a.startswith("--runner="):
-            return a.split("=", 1)[1]
-    return ""
+            name = a.split("=", 1)[1]
+        elif a == "--runner" and i + 1 < len(args):
+            name = args[i + 1]
+    return name
+
+
+def _runner_kind(name):
+    """`direct` for `DirectRunner`, `direct`, `directrunner`... (Beam takes
+    a runner's name in any case, with or without `Runner`)."""
+    name = (name or "").lower()
+    return name[:-len("runner")] if name.endswith("runner") else name
 
 
 def runner_name(options):
@@ -132,7 +143,7 @@ def runner_name(options):
 def describe(options):
     """`DirectRunner, 2 processes` or the runner's name, for messages."""
     name = runner_name(options)
-    if name == "DirectRunner":
+    if _runner_kind(name) == "direct":
         from apache_beam.options.pipeline_options import DirectOptions
         direct = options.view_as(DirectOptions)
         unit = "processes" if direct.direct_running_mode == "multi_processing" else "threads" \
@@ -145,7 +156,7 @@ def describe(options):
 def needs_package_hint(options):
     """One line for runners whose workers must be given this package, or None."""
     from apache_beam.options.pipeline_options import SetupOptions, WorkerOptions
-    if runner_name(options) != "DataflowRunner":
+    if _runner_kind(runner_name(options)) != "dataflow":
         return None
     setup = options.view_as(SetupOptions)
     if setup.extra_packages or setup.setup_file or setup.requirements_file or \
