@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from benchmarks import (  # noqa: E402
+    beam_prepare,
     caption_throughput,
     common,
     finetune_compute,
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "decode": prepare_decode,              # 5
     "scoring": scoring,                    # 6
     "grid_cost": grid_cost,                # 7
+    "beam_prepare": beam_prepare,          # 8 (skipped without apache-beam)
 }
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,6 +83,13 @@ def parse(argv):
     p.add_argument("--grid_frames", type=int, default=16, help="grid cost benchmark: frames/clip")
     p.add_argument("--grids", default="1,2,4,8", help="grid cost benchmark: grids to compare "
                    "(the first is the baseline)")
+    p.add_argument("--beam_workers", type=int, default=2,
+                   help="Beam prepare benchmark: worker processes of both runners")
+    p.add_argument("--beam_repeats", type=int, default=4,
+                   help="Beam prepare benchmark: each clip is prepared this many times (under "
+                        "other names), so start-up costs weigh as on a real data set")
+    p.add_argument("--beam_videos_per_shard", type=int, default=16,
+                   help="Beam prepare benchmark: videos per shard")
     p.add_argument("--mixed_precision", choices=("none", "bfloat16"), default="none")
     args = p.parse_args(argv)
     unknown = set(args.only.split(",")) - set(BENCHMARKS)
