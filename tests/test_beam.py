@@ -71,6 +71,10 @@ def test_beam_options_are_checked(beam):
             runtime.pipeline_options(BeamConfig(beam_options=bad))
     dataflow = runtime.pipeline_options(BeamConfig(beam_options="--runner=DataflowRunner"))
     assert "--extra_package" in runtime.needs_package_hint(dataflow)
+    assert "shared mount" in runtime.local_paths_hint(dataflow, ["/v/a.mp4"], "--videos")
+    assert runtime.local_paths_hint(dataflow, ["gs://b/a.mp4"], "--videos") is None
+    assert runtime.local_paths_hint(options, ["/v/a.mp4"], "--videos") is None
+    assert runtime.needs_package_hint(options) is None
 
 
 def test_beam_prepare_writes_the_local_records_and_resumes(beam, shapes_records, tmp_path):

@@ -154,9 +154,10 @@ def caption(config, options, stage=None):
              else f"{stage} checkpoint of {config.model_dir}")
     print(f"caption: {len(videos)} videos to caption on Beam ({runtime.describe(options)}) with "
           f"the {model}; records to {shard_path(prefix, suffix, 0, count)} ...", flush=True)
-    hint = runtime.needs_package_hint(options)
-    if hint:
-        print(hint, flush=True)
+    for hint in (runtime.needs_package_hint(options),
+                 runtime.local_paths_hint(options, videos, "--videos")):
+        if hint:
+            print(hint, flush=True)
     handler = CaptionModelHandler(
         saved_model=beam_config.saved_model, model_dir=config.model_dir, stage=stage,
         decoding=config.decoding, batch_size=caption_config.caption_batch_size)

@@ -90,9 +90,11 @@ def prepare(examples, config, options, vocabulary_builder):
         print(f"prepare: {plan.todo_videos} videos in {len(plan.todo)} shards to decode on Beam "
               f"({runtime.describe(options)})" + (f"; {kept} videos in finished shards kept"
                                                    if kept else ""), flush=True)
-        hint = runtime.needs_package_hint(options)
-        if hint:
-            print(hint, flush=True)
+        for hint in (runtime.needs_package_hint(options),
+                     runtime.local_paths_hint(options, [ex.path for t in plan.todo for ex in t[3]],
+                                              "--video_dir")):
+            if hint:
+                print(hint, flush=True)
         if plan.todo:
             _run(plan, data, out, options, jpeg_quality)
         if data.strict:

@@ -153,6 +153,20 @@ def describe(options):
     return name
 
 
+def runs_here(options):
+    """Whether the runner runs on this machine (DirectRunner, Prism), so
+    that the workers see this machine's files."""
+    return _runner_kind(runner_name(options)) in ("direct", "prism")
+
+
+def local_paths_hint(options, paths, flag):
+    """One line when a cluster's workers would have to read local paths."""
+    if runs_here(options) or not any(p and not files.is_remote(p) for p in paths):
+        return None
+    return (f"note: {flag} names local paths: the {runner_name(options)} workers must see "
+            "them at the same paths (a shared mount), or use gs://...")
+
+
 def needs_package_hint(options):
     """One line for runners whose workers must be given this package, or None."""
     from apache_beam.options.pipeline_options import SetupOptions, WorkerOptions
