@@ -1,4 +1,4 @@
-"""8. Captioning a library: the caption stage's pipeline vs one video at a
+"""9. Captioning a library: the caption stage's pipeline vs one video at a
 time, vs the model alone, and its peak memory at two library sizes.
 
 Three ways through the same clips, one model with random weights

@@ -31,6 +31,7 @@ BENCHMARKS = {
     "grid_cost": "grid_cost",                # 7
     "scst_reward": "scst_reward",            # 8
     "caption_library": "caption_library",    # 9
+    "beam_prepare": "beam_prepare",          # 10 (skipped without apache-beam)
 }
 
 
@@ -100,6 +101,13 @@ def parse(argv):
                         "is compared ('' to skip)")
     p.add_argument("--library_rss_image_size", type=int, default=160)
     p.add_argument("--library_rss_frames", type=int, default=4)
+    p.add_argument("--beam_workers", type=int, default=2,
+                   help="Beam prepare benchmark: worker processes of both runners")
+    p.add_argument("--beam_repeats", type=int, default=4,
+                   help="Beam prepare benchmark: each clip is prepared this many times (under "
+                        "other names), so start-up costs weigh as on a real data set")
+    p.add_argument("--beam_videos_per_shard", type=int, default=16,
+                   help="Beam prepare benchmark: videos per shard")
     p.add_argument("--mixed_precision", choices=("none", "bfloat16"), default="none")
     args = p.parse_args(argv)
     unknown = set(args.only.split(",")) - set(BENCHMARKS)

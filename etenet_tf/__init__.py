@@ -2,7 +2,8 @@
 
 The subpackages follow the data flow (see the README's "Layout"):
 `data` -> `text` -> `model` -> `generation` -> `training` -> `evaluation`
--> `export`, with `jobs` (one module per `main.py` stage) and `cli` on top.
+-> `export`, with `jobs` (one module per `main.py` stage) and `cli` on top;
+`beam` runs prepare and caption as Apache Beam pipelines (`--runner=beam`).
 Names used most are also here, imported on first use so that importing
 `etenet_tf` (as the TensorFlow-free prepare workers do) stays light.
 """

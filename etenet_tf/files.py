@@ -5,6 +5,16 @@ re-run after a crash) never sees a half-written file, and a failed write
 leaves neither a partial file nor its temporary behind. `atomic_path` is
 the one place that does it, for any writer (JSON, text, TFRecords, PyAV,
 SavedModel directories).
+
+Remote paths: a URL (`gs://bucket/dir`, `s3://...`, anything with `://`
+that `tf.io.gfile` knows, through TensorFlow's filesystem plugins) goes
+through `tf.io.gfile`, imported only then, so local work never needs
+TensorFlow here. `atomic_path`, `write_text`/`write_json` and the small
+helpers below (`exists`, `isfile`, `read_text`, `glob_paths`, `remove`,
+...) take either kind; a remote failure is raised as an `OSError` naming
+the path, as a local one is. A remote rename may be a copy and a delete
+(object stores): readers still never see a partial file, since the final
+name appears only when the copy is complete.
 """
 
 import contextlib
@@ -16,6 +26,7 @@ import shutil
 import socket
 import tempfile
 import time
+import uuid
 
 import numpy as np
 
@@ -32,6 +43,13 @@ class LockedError(UserError):
 
 
 def _remove(path):
+    if is_remote(path):
+        with contextlib.suppress(Exception):
+            if gfile().isdir(path):
+                gfile().rmtree(path)
+            elif gfile().exists(path):
+                gfile().remove(path)
+        return
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -49,14 +67,20 @@ def atomic_path(path, tmp=None):
     OSError about the temporary is re-raised naming `path` instead.
 
     Args:
-        path: the final path.
+        path: the final path (local, or remote: see the module doc).
         tmp: the temporary path (default `<path>.tmp-<pid>`, beside it so
-            the rename stays on one file system).
+            the rename stays on one file system; remote: `<path>.tmp-<random
+            hex>`, since writers on several machines share no pid space).
     """
-    tmp = tmp or f"{path}.tmp-{os.getpid()}"
+    remote = is_remote(path)
+    tmp = tmp or (f"{path}.tmp-{uuid.uuid4().hex}" if remote else f"{path}.tmp-{os.getpid()}")
     try:
         yield tmp
-        os.replace(tmp, path)
+        if remote:
+            with remote_errors(path):
+                gfile().rename(tmp, path, overwrite=True)
+        else:
+            os.replace(tmp, path)
     except BaseException as e:
         _remove(tmp)
         if isinstance(e, OSError) and e.filename == tmp and e.errno is not None:
@@ -67,8 +91,12 @@ def atomic_path(path, tmp=None):
 def write_text(path, text):
     """Writes a string to `path` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        if is_remote(tmp):
+            with remote_errors(path), gfile().GFile(tmp, "w") as f:
+                f.write(text)
+        else:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
 
 
 def write_json(path, obj):
@@ -198,3 +226,106 @@ def exclusive_lock(directory, what, name=LOCK_FILE):
         yield path
     finally:
         os.close(fd)
+
+
+# -- Local or remote paths (see the module doc) --------------------------------
+
+
+def is_remote(path):
+    """True for a URL (`gs://...`, `s3://...`, `ram://...`): read and written
+    through `tf.io.gfile`."""
+    return "://" in str(path)
+
+
+def gfile():
+    """`tf.io.gfile`, imported on first use (remote paths only)."""
+    import tensorflow as tf
+    return tf.io.gfile
+
+
+@contextlib.contextmanager
+def remote_errors(path):
+    """Raises TensorFlow's file errors in the block as `OSError`s naming `path`."""
+    import tensorflow as tf
+    try:
+        yield
+    except tf.errors.OpError as e:
+        code = {tf.errors.NotFoundError: errno.ENOENT,
+                tf.errors.PermissionDeniedError: errno.EACCES,
+                tf.errors.ResourceExhaustedError: errno.ENOSPC}.get(type(e), errno.EIO)
+        reason = (getattr(e, "message", None) or str(e)).strip().splitlines()
+        raise OSError(code, reason[0] if reason else type(e).__name__, path) from e
+
+
+def exists(path):
+    if not is_remote(path):
+        return os.path.exists(path)
+    with remote_errors(path):
+        return gfile().exists(path)
+
+
+def isfile(path):
+    if not is_remote(path):
+        return os.path.isfile(path)
+    with remote_errors(path):
+        return gfile().exists(path) and not gfile().isdir(path)
+
+
+def isdir(path):
+    if not is_remote(path):
+        return os.path.isdir(path)
+    with remote_errors(path):
+        return gfile().isdir(path)
+
+
+def makedirs(path):
+    """Creates directory `path` and its parents if missing."""
+    if not is_remote(path):
+        os.makedirs(path, exist_ok=True)
+        return
+    with remote_errors(path):
+        gfile().makedirs(path)
+
+
+def glob_paths(pattern):
+    """The sorted paths matching a glob pattern (`*`, `?`, `[...]` within one
+    path component)."""
+    if not is_remote(pattern):
+        import glob
+        return sorted(glob.glob(pattern))
+    with remote_errors(pattern):
+        return sorted(gfile().glob(pattern))
+
+
+def remove(path):
+    """Deletes file `path`; a missing file is no error."""
+    if not is_remote(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        return
+    with contextlib.suppress(FileNotFoundError), remote_errors(path):
+        gfile().remove(path)
+
+
+def read_bytes(path):
+    if not is_remote(path):
+        with open(path, "rb") as f:
+            return f.read()
+    with remote_errors(path), gfile().GFile(path, "rb") as f:
+        return f.read()
+
+
+def read_text(path, encoding="utf-8"):
+    """The text of file `path` (raises `OSError`, or `UnicodeDecodeError`)."""
+    if not is_remote(path):
+        with open(path, encoding=encoding) as f:
+            return f.read()
+    return read_bytes(path).decode(encoding)
+
+
+def open_binary(path):
+    """A file object reading `path` (a `tf.io.gfile.GFile` when remote)."""
+    if not is_remote(path):
+        return open(path, "rb")
+    with remote_errors(path):
+        return gfile().GFile(path, "rb")

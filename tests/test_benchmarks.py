@@ -22,6 +22,7 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
         "--library_clips=6", "--library_image_size=75", "--library_frames=2",
         "--library_batch=2", "--library_workers=1", "--library_rounds=1", "--library_rss_clips=2,6",
         "--library_rss_image_size=75", "--library_rss_frames=2",
+        "--beam_repeats=1", "--beam_videos_per_shard=2",
     ])
     report = json.loads(output.read_text())
     assert report["machine"]["cores"] >= 1 and report["machine"]["tensorflow"]
@@ -41,6 +42,13 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
     # InceptionV3 at 75 px: about 0.35 GFLOP per frame forward (5.7 at 299)
     assert 0.2 < details["encoder_forward_gflop_per_frame"] < 0.6
     assert by_name["decode"][0]["details"]["videos"] >= 4
+    beam = by_name["beam_prepare"][0]
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError:
+        assert beam["skipped"] == 'apache-beam not installed (pip install -e ".[beam]")'
+    else:
+        assert beam["details"]["videos"] >= 4 and beam["details"]["identical_files"]
     grids = by_name["grid_cost"][0]["details"]["grids"]
     # 2 frames x 3 x 3 cells x 2048 float32 channels, and the same per cell for grid 1
     assert grids["grid 3"]["memory_tokens"] == 18 and grids["grid 1"]["memory_tokens"] == 2

@@ -9,6 +9,7 @@ captions get right (`etenet_tf.evaluation.attributes`).
 import json
 import os
 
+from etenet_tf import files
 from etenet_tf.files import write_json
 
 ATTRIBUTES_FILE = "attributes.json"
@@ -54,8 +55,7 @@ def write(records_dir, examples):
     path = os.path.join(records_dir, ATTRIBUTES_FILE)
     content = collect(examples)
     if content is None:
-        if os.path.exists(path):
-            os.remove(path)
+        files.remove(path)
         return None
     write_json(path, content)
     return path

@@ -7,12 +7,17 @@ from. Split names are normalised to `train`, `val`, `test`.
 Video ids come from files a user downloaded; they must never name a file
 outside `--video_dir`. Absolute ids and ids that resolve outside it are
 rejected (reported as `unsafe_id`, fatal with `--strict`).
+
+Annotation files and `--video_dir` may be remote (`gs://...`, see
+`etenet_tf.files`): a remote video directory is listed once, recursively.
 """
 
 import dataclasses
 import json
 import os
+import posixpath
 
+from etenet_tf import files
 from etenet_tf.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -77,19 +82,41 @@ class VideoIndex:
 
     def __init__(self, video_dir):
         self.video_dir = video_dir
-        self._root = os.path.realpath(video_dir) if video_dir else None
+        self._remote = bool(video_dir) and files.is_remote(video_dir)
+        self._files = None  # remote: every file under the root, relative to it
+        if self._remote:
+            self._root = video_dir.rstrip("/")
+        else:
+            self._root = os.path.realpath(video_dir) if video_dir else None
         self._by_stem = {}
-        if self._root and os.path.isdir(self._root):
-            for name in sorted(os.listdir(self._root)):
-                stem, ext = os.path.splitext(name)
-                if ext.lower() not in VIDEO_EXTENSIONS:
-                    continue
-                path = os.path.join(self._root, name)
-                self._by_stem.setdefault(stem, path)
-                # every '_'-separated suffix, for prefixed file names
-                parts = stem.split("_")
-                for i in range(1, len(parts)):
-                    self._by_stem.setdefault("_".join(parts[i:]), path)
+        names = []
+        if self._remote:
+            self._files = self._remote_files()
+            names = sorted(n for n in self._files if "/" not in n)
+        elif self._root and os.path.isdir(self._root):
+            names = sorted(os.listdir(self._root))
+        for name in names:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in VIDEO_EXTENSIONS:
+                continue
+            path = os.path.join(self._root, name)
+            self._by_stem.setdefault(stem, path)
+            # every '_'-separated suffix, for prefixed file names
+            parts = stem.split("_")
+            for i in range(1, len(parts)):
+                self._by_stem.setdefault("_".join(parts[i:]), path)
+
+    def _remote_files(self):
+        """Paths of every file under a remote root, relative to it (one
+        listing: checking each video on its own would be one request each)."""
+        found = set()
+        if not files.isdir(self._root):
+            return found
+        with files.remote_errors(self._root):
+            for directory, _, names in files.gfile().walk(self._root):
+                relative = directory[len(self._root):].strip("/")
+                found.update(posixpath.join(relative, n) if relative else n for n in names)
+        return found
 
     def is_safe(self, video_id):
         """True if `video_id` stays inside `video_dir`."""
@@ -97,6 +124,8 @@ class VideoIndex:
             return False
         if video_id.startswith(("~", "\\")) or ":" in video_id.split("/")[0]:
             return False
+        if self._remote:  # no links in an object store: the name alone decides
+            return posixpath.normpath(video_id).split("/")[0] != ".."
         root = self._root or os.path.realpath(".")
         target = os.path.realpath(os.path.join(root, video_id))
         return target == root or target.startswith(root + os.sep)
@@ -107,6 +136,12 @@ class VideoIndex:
             return None, "unsafe_id"
         if self._root is None:
             return None, "missing"
+        if self._remote:
+            relative = posixpath.normpath(video_id)
+            if relative in self._files:
+                return f"{self._root}/{relative}", None
+            path = self._by_stem.get(video_id)
+            return (path, None) if path else (None, "missing")
         direct = os.path.join(self._root, video_id)
         if os.path.isfile(direct):
             return os.path.realpath(direct), None
@@ -116,10 +151,14 @@ class VideoIndex:
         return path, None
 
 
+def directory_of(path):
+    """The directory of a file: absolute when local, the URL's when remote."""
+    return os.path.dirname(path if files.is_remote(path) else os.path.abspath(path))
+
+
 def read_json(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(files.read_text(path))
     except FileNotFoundError:
         raise AnnotationError(f"annotation file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -18,11 +18,20 @@ refuses (`files.exclusive_lock`).
 Problem videos (missing file, undecodable, empty, unsafe id) are skipped
 and listed in `prepare_report.json`; with `strict=True` the first one
 stops the run.
+
+Runners: `prepare` decodes in a process pool on this machine. An Apache
+Beam pipeline (`etenet_tf.beam.prepare`) runs the same two halves,
+`begin` (checks and the shard plan) and `finish` (vocabulary and reports),
+around its own decoding, with the same per-video functions
+(`decode_job_args`, `frames_record`, `problem_entry`, `write_shard`), so
+both write the same files. Every path may be remote (`gs://...`, see
+`etenet_tf.files`); a remote records directory is not locked.
 """
 
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -58,6 +67,33 @@ def plan_shards(examples, videos_per_shard):
     }
 
 
+@dataclasses.dataclass
+class Plan:
+    """What one prepare run writes (`begin`), whoever decodes (the process
+    pool here, or an Apache Beam pipeline: `etenet_tf.beam`).
+
+    Args:
+        params: the parameters recorded in `prepare_params.json`.
+        skipped: problem kind -> ids of the videos skipped before decoding.
+        shards: `plan_shards` of the usable examples.
+        todo: `(split, index, count, examples)` of each shard still to write
+            (missing or damaged), in split order.
+    """
+
+    params: dict
+    skipped: dict
+    shards: dict
+    todo: list
+
+    @property
+    def total_videos(self):
+        return sum(len(s) for shards in self.shards.values() for s in shards)
+
+    @property
+    def todo_videos(self):
+        return sum(len(t[3]) for t in self.todo)
+
+
 def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
             vocabulary_builder, videos_per_shard=64, workers=None, strict=False,
             jpeg_quality=90, max_pixels=limits.MAX_FRAME_PIXELS, progress=None):
@@ -86,18 +122,52 @@ def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
     Raises:
         files.LockedError: another run is writing `output_dir`.
     """
+    with records_dir_lock(output_dir):
+        plan = begin(examples, output_dir, dataset_name=dataset_name, num_frames=num_frames,
+                     image_size=image_size, videos_per_shard=videos_per_shard,
+                     jpeg_quality=jpeg_quality, strict=strict)
+        done = plan.total_videos - plan.todo_videos
+        if progress:
+            progress(done, plan.total_videos)
+        if plan.todo:
+            jobs = [decode_job_args(ex, num_frames, image_size, jpeg_quality, max_pixels)
+                    for t in plan.todo for ex in t[3]]
+            results = _decoded(jobs, workers or os.cpu_count() or 1)
+            with contextlib.closing(results):
+                for split, i, count, shard in plan.todo:
+                    serialized, problems = [], []
+                    for ex in shard:
+                        jpegs, error = next(results)
+                        if jpegs is None:
+                            if strict:
+                                raise PrepareError(f"--strict: {error}")
+                            problems.append(problem_entry(ex, error))
+                        else:
+                            serialized.append(frames_record(ex, jpegs))
+                        done += 1
+                        if progress:
+                            progress(done, plan.total_videos)
+                    write_shard(output_dir, records.shard_name(split, i, count), serialized,
+                                problems)
+        return finish(examples, output_dir, plan, dataset_name=dataset_name,
+                      vocabulary_builder=vocabulary_builder)
+
+
+def records_dir_lock(output_dir):
+    """Creates the records directory and holds its lock (`files.exclusive_lock`)
+    while the block runs. A remote directory cannot be locked: the caller
+    must not start two runs on it at once."""
+    if files.is_remote(output_dir):
+        files.makedirs(output_dir)
+        return contextlib.nullcontext(output_dir)
     files.ensure_directory(output_dir, "records_dir")
-    with files.exclusive_lock(output_dir, "--stage=prepare"):
-        return _prepare(examples, output_dir, num_frames, image_size, dataset_name,
-                        vocabulary_builder, videos_per_shard, workers, strict, jpeg_quality,
-                        max_pixels, progress)
+    return files.exclusive_lock(output_dir, "--stage=prepare")
 
 
-def _read_problems(path):
+def read_problems(path):
     """The problem list beside a shard, or None if it is missing or damaged."""
     try:
-        with open(path, encoding="utf-8") as f:
-            problems = json.load(f)
+        problems = json.loads(files.read_text(path))
     except (OSError, ValueError):
         return None
     return problems if isinstance(problems, list) else None
@@ -133,15 +203,49 @@ def _decoded(jobs, workers):
         pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
-def _prepare(examples, output_dir, num_frames, image_size, dataset_name, vocabulary_builder,
-             videos_per_shard, workers, strict, jpeg_quality, max_pixels, progress):
+def decode_job_args(example, num_frames, image_size, jpeg_quality, max_pixels):
+    """The `video_decode.decode_job` argument of one example."""
+    return (example.path, num_frames, image_size, jpeg_quality, max_pixels)
+
+
+def frames_record(example, jpegs):
+    """The serialized frame record of a decoded example."""
+    return records.frames_example(example.video_id, jpegs, example.captions)
+
+
+def problem_entry(example, error):
+    """An undecodable video's entry in `.problems.json` and the report."""
+    return {"video_id": example.video_id, "error": error}
+
+
+def write_shard(output_dir, name, serialized, problems):
+    """Writes a shard's problem list, then the shard itself (atomically,
+    with its checksum), so that a shard with a final name always has both."""
+    write_json(os.path.join(output_dir, name + ".problems.json"), problems)
+    records.write_atomically(os.path.join(output_dir, name), serialized)
+
+
+def begin(examples, output_dir, *, dataset_name, num_frames, image_size, videos_per_shard,
+          jpeg_quality, strict):
+    """Checks `output_dir` and plans the run: the first half of prepare.
+
+    Removes partial files, records the parameters (refusing a directory
+    written with others), applies `strict` to the videos already known to
+    be unusable, and verifies the shards already there: a damaged one is
+    deleted and planned again.
+
+    Returns:
+        A `Plan`.
+
+    Raises:
+        PrepareError: other parameters, or `strict` and a skipped video.
+    """
     records.remove_partial_files(output_dir)
     params = {"dataset": dataset_name, "num_frames": num_frames, "image_size": image_size,
               "videos_per_shard": videos_per_shard, "jpeg_quality": jpeg_quality}
     params_path = os.path.join(output_dir, PARAMS_FILE)
-    if os.path.exists(params_path):
-        with open(params_path, encoding="utf-8") as f:
-            old = json.load(f)
+    if files.exists(params_path):
+        old = json.loads(files.read_text(params_path))
         if old != params:
             raise PrepareError(
                 f"{output_dir} holds records written with {old}, not {params}; "
@@ -158,56 +262,53 @@ def _prepare(examples, output_dir, num_frames, image_size, dataset_name, vocabul
         more = sum(map(len, skipped.values())) - 1
         raise PrepareError(f"--strict: video {ids[0]!r} is {kind} (and {more} more problems)")
 
-    plan = plan_shards(examples, videos_per_shard)
+    shards = plan_shards(examples, videos_per_shard)
     todo = []  # (split, shard index, shard count, examples)
-    for split, shards in sorted(plan.items()):
-        for i, shard in enumerate(shards):
-            path = os.path.join(output_dir, records.shard_name(split, i, len(shards)))
-            if not os.path.exists(path):
-                todo.append((split, i, len(shards), shard))
+    for split, split_shards in sorted(shards.items()):
+        for i, shard in enumerate(split_shards):
+            path = os.path.join(output_dir, records.shard_name(split, i, len(split_shards)))
+            if not files.exists(path):
+                todo.append((split, i, len(split_shards), shard))
                 continue
             reason = records.verify_shard(path)
-            if reason is None and _read_problems(path + ".problems.json") is None:
+            if reason is None and read_problems(path + ".problems.json") is None:
                 reason = "its .problems.json is missing or damaged"
             if reason:
                 print(f"prepare: {path} is corrupt ({reason}); writing it again",
                       file=sys.stderr, flush=True)
                 records.remove_shard(path)
-                todo.append((split, i, len(shards), shard))
-    total = sum(len(s) for shards in plan.values() for s in shards)
-    done = total - sum(len(t[3]) for t in todo)
-    if progress:
-        progress(done, total)
+                todo.append((split, i, len(split_shards), shard))
+    return Plan(params, dict(skipped), shards, todo)
 
-    if todo:
-        workers = workers or os.cpu_count() or 1
-        jobs = [(ex.path, num_frames, image_size, jpeg_quality, max_pixels)
-                for t in todo for ex in t[3]]
-        results = _decoded(jobs, workers)
-        with contextlib.closing(results):
-            for split, i, count, shard in todo:
-                serialized, problems = [], []
-                for ex in shard:
-                    jpegs, error = next(results)
-                    if jpegs is None:
-                        if strict:
-                            raise PrepareError(f"--strict: {error}")
-                        problems.append({"video_id": ex.video_id, "error": error})
-                    else:
-                        serialized.append(records.frames_example(ex.video_id, jpegs, ex.captions))
-                    done += 1
-                    if progress:
-                        progress(done, total)
-                name = records.shard_name(split, i, count)
-                write_json(os.path.join(output_dir, name + ".problems.json"), problems)
-                records.write_atomically(os.path.join(output_dir, name), serialized)
 
+def first_problem(output_dir, plan):
+    """The first problem of the planned shards that were not written, in
+    the order the process pool meets them (`--strict` on Beam: shards with
+    a problem are not written), or None."""
+    for split, i, count, _ in plan.todo:
+        path = os.path.join(output_dir, records.shard_name(split, i, count))
+        if files.exists(path):
+            continue
+        problems = read_problems(path + ".problems.json")
+        if problems:
+            return problems[0]["error"]
+    return None
+
+
+def finish(examples, output_dir, plan, *, dataset_name, vocabulary_builder):
+    """The second half of prepare, once every planned shard is written:
+    `attributes.json`, the vocabulary, `prepare_report.json` and
+    `dataset.json`.
+
+    Returns:
+        The report dict.
+    """
     undecodable = []
     written = collections.Counter()
-    for split, shards in plan.items():
+    for split, shards in plan.shards.items():
         for i, shard in enumerate(shards):
             name = records.shard_name(split, i, len(shards))
-            problems = _read_problems(os.path.join(output_dir, name + ".problems.json"))
+            problems = read_problems(os.path.join(output_dir, name + ".problems.json"))
             undecodable.extend(problems)
             written[split] += len(shard) - len(problems)
 
@@ -224,6 +325,7 @@ def _prepare(examples, output_dir, num_frames, image_size, dataset_name, vocabul
             vocabulary),
         vocabulary)
 
+    skipped = plan.skipped
     report = {
         "dataset": dataset_name,
         "annotated_videos": len(examples),
@@ -236,8 +338,9 @@ def _prepare(examples, output_dir, num_frames, image_size, dataset_name, vocabul
     }
     write_json(os.path.join(output_dir, REPORT_FILE), report)
     write_json(os.path.join(output_dir, DATASET_FILE), dict(
-        params,
-        splits={s: {"videos": written[s], "shards": len(plan[s])} for s in sorted(plan)},
+        plan.params,
+        splits={s: {"videos": written[s], "shards": len(plan.shards[s])}
+                for s in sorted(plan.shards)},
         vocabulary=VOCABULARY_FILE,
         max_caption_length=_suggested_length(train_captions),
     ))

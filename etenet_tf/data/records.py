@@ -17,6 +17,9 @@ hand). It is written before the shard is renamed into place, so every
 shard has one. `verify_shard` compares them; whoever keeps an existing
 shard (prepare, the feature cache) verifies it first, and a reader that
 hits a corrupt record reports the shard by name (`reporting_corruption`).
+
+The records directory may be remote (`gs://...`, see `etenet_tf.files`):
+listing, checking and writing shards work the same there.
 """
 
 import contextlib
@@ -24,6 +27,7 @@ import glob
 import hashlib
 import os
 import re
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -42,14 +46,14 @@ def shard_name(split, index, count):
 
 def list_shards(directory, split):
     """Sorted complete shard paths of `split` in `directory`."""
-    return sorted(glob.glob(os.path.join(directory, f"{split}-*-of-*.tfrecord")))
+    return files.glob_paths(os.path.join(directory, f"{split}-*-of-*.tfrecord"))
 
 
 def remove_partial_files(directory):
     """Deletes the temporary files an interrupted writer left behind."""
-    for path in glob.glob(os.path.join(directory, "*.tmp-*")):
+    for path in files.glob_paths(os.path.join(directory, "*.tmp-*")):
         try:
-            os.remove(path)
+            files.remove(path)
         except OSError:
             pass
 
@@ -60,7 +64,7 @@ def checksum_path(path):
 
 def file_sha256(path):
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with files.open_binary(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -70,9 +74,14 @@ def write_atomically(path, serialized_records):
     """Writes records to `path` via a temporary file and a rename, with its
     checksum file written before the rename.
 
+    A remote shard is written to a local temporary file first, hashed
+    there, then copied up once (`etenet_tf.files` for the rename).
+
     Returns:
         Number of records written.
     """
+    if files.is_remote(path):
+        return _write_remote(path, serialized_records)
     count = 0
     with files.atomic_path(path) as tmp:
         with tf.io.TFRecordWriter(tmp) as writer:
@@ -81,6 +90,22 @@ def write_atomically(path, serialized_records):
                 count += 1
         files.write_text(checksum_path(path),
                          f"{file_sha256(tmp)}  {os.path.basename(path)}\n")
+    return count
+
+
+def _write_remote(path, serialized_records):
+    count = 0
+    with tempfile.TemporaryDirectory(prefix="etenet-shard-") as local_dir:
+        local = os.path.join(local_dir, os.path.basename(path))
+        with tf.io.TFRecordWriter(local) as writer:
+            for record in serialized_records:
+                writer.write(record)
+                count += 1
+        with files.atomic_path(path) as tmp:
+            with files.remote_errors(path):
+                files.gfile().copy(local, tmp, overwrite=True)
+            files.write_text(checksum_path(path),
+                             f"{file_sha256(local)}  {os.path.basename(path)}\n")
     return count
 
 
@@ -93,11 +118,10 @@ def verify_shard(path):
     Returns:
         None if the shard is intact, else why not (for a message).
     """
-    if not os.path.isfile(path):
+    if not files.isfile(path):
         return "missing"
     try:
-        with open(checksum_path(path), encoding="utf-8") as f:
-            expected = f.read().split()[0]
+        expected = files.read_text(checksum_path(path)).split()[0]
     except (OSError, IndexError, UnicodeDecodeError):
         expected = None
     if expected is None:
@@ -115,8 +139,7 @@ def verify_shard(path):
 def remove_shard(path):
     """Deletes a shard and its checksum file."""
     for p in (path, checksum_path(path)):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(p)
+        files.remove(p)
 
 
 def _first_line(error):
@@ -167,12 +190,18 @@ def _utf8(values):
 
 
 def frames_example(video_id, jpeg_frames, captions):
-    """Serialized frame record."""
+    """Serialized frame record.
+
+    Serialized deterministically (map keys sorted): protobuf orders the
+    `features` map by a hash seeded per process otherwise, so the same
+    record would differ in bytes between two runs, or between the
+    process pool and a Beam worker.
+    """
     return tf.train.Example(features=tf.train.Features(feature={
         "video_id": _bytes_list(_utf8([video_id])),
         "frames": _bytes_list(jpeg_frames),
         "captions": _bytes_list(_utf8(captions)),
-    })).SerializeToString()
+    })).SerializeToString(deterministic=True)
 
 
 def features_example(video_id, features, captions):
@@ -185,7 +214,7 @@ def features_example(video_id, features, captions):
             int64_list=tf.train.Int64List(value=list(features.shape))
         ),
         "captions": _bytes_list(captions),
-    })).SerializeToString()
+    })).SerializeToString(deterministic=True)
 
 
 _COMMON_SPEC = {

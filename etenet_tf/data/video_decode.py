@@ -32,11 +32,20 @@ mirrored (a phone held upright records landscape frames and tags them
 "rotate 90") is decoded as it is shown. The small square frame is
 rotated, which equals rotating before the resize since the aspect ratio
 is not kept.
+
+Remote videos (`gs://...`, any `tf.io.gfile` URL): `local_copy` fetches
+one into a temporary file first (importing TensorFlow only then), and
+messages name the remote path.
 """
 
+import contextlib
 import io
+import os
+import posixpath
+import shutil
 import signal
 import struct
+import tempfile
 
 import av
 import numpy as np
@@ -213,11 +222,17 @@ def decode_job(job):
     max_pixels)` -> `(jpegs, None)` or `(None, error message)`.
 
     It lives here, not in `prepare`, because a worker process imports the
-    module of the function it runs, and this one imports no TensorFlow.
+    module of the function it runs, and this one imports no TensorFlow
+    (unless the video is remote: `local_copy`).
     """
     path, num_frames, image_size, quality, max_pixels = job
     try:
-        return decode_video_to_jpegs(path, num_frames, image_size, quality, max_pixels), None
+        with local_copy(path) as local:
+            try:
+                return decode_video_to_jpegs(local, num_frames, image_size, quality,
+                                             max_pixels), None
+            except VideoDecodeError as e:
+                return None, str(e).replace(local, path)
     except VideoDecodeError as e:
         return None, str(e)
     except Exception as e:  # a decoder crash must not kill the whole run
@@ -235,6 +250,34 @@ def decode_frames_job(job):
         return None, str(e)
     except Exception as e:  # a decoder crash must not kill the whole run
         return None, f"{path}: {type(e).__name__}: {e}"
+def is_remote(path):
+    return "://" in str(path)
+
+
+@contextlib.contextmanager
+def local_copy(path):
+    """Yields a local path with the content of video `path`: `path` itself
+    when it is local, else a temporary copy (removed afterwards).
+
+    Raises:
+        VideoDecodeError: a remote file that cannot be read.
+    """
+    if not is_remote(path):
+        yield path
+        return
+    import tensorflow as tf  # remote paths only: local decoding stays TF-free
+    directory = tempfile.mkdtemp(prefix="etenet-video-")
+    try:
+        local = os.path.join(directory, posixpath.basename(path.rstrip("/")) or "video")
+        try:
+            tf.io.gfile.copy(path, local, overwrite=True)
+        except tf.errors.OpError as e:
+            reason = "no such file" if isinstance(e, tf.errors.NotFoundError) else \
+                _reason(getattr(e, "message", None) or e)
+            raise VideoDecodeError(f"{path}: cannot read ({reason})") from None
+        yield local
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _too_large(path, width, height, max_pixels):

@@ -24,10 +24,16 @@ other than 3, zero frames, more than `max_frames` frames per video or
 bytes that are not JPEG fail with InvalidArgument and a message saying
 which; the next request is unaffected. (Both inputs are declared with
 unknown rank so that the graph itself checks the rank.)
+
+Beside the graph, `assets.extra/input_spec.json` (a directory TF Serving
+leaves alone) holds the frame count and size the model was trained on,
+`{"num_frames", "image_size"}`, so a batch client (the Beam caption
+pipeline) samples frames as `prepare` did without the model directory.
 """
 
 import dataclasses
 import glob
+import json
 import os
 import shutil
 
@@ -37,12 +43,23 @@ import tensorflow as tf
 from etenet_tf import files, limits
 from etenet_tf.data import records
 from etenet_tf.errors import UserError
-from etenet_tf.files import write_failure_advice, write_failure_reason
+from etenet_tf.files import write_failure_advice, write_failure_reason, write_json
 from etenet_tf.generation import CaptionGenerator
+
+INPUT_SPEC_FILE = os.path.join("assets.extra", "input_spec.json")
 
 
 class ExportWriteError(UserError):
     """The SavedModel could not be written (disk full, quota, permissions)."""
+
+
+def read_input_spec(export_path):
+    """`{"num_frames", "image_size"}` stored with an export (any
+    `tf.io.gfile` path), or None for an export without it."""
+    try:
+        return json.loads(files.read_text(os.path.join(export_path, INPUT_SPEC_FILE)))
+    except (OSError, ValueError):
+        return None
 
 
 def resample_frames(frames, num_frames):
@@ -168,7 +185,8 @@ def check_export_target(config):
     return root
 
 
-def export(model, config, decoding, *, max_frame_pixels=limits.MAX_FRAME_PIXELS):
+def export(model, config, decoding, *, max_frame_pixels=limits.MAX_FRAME_PIXELS,
+           input_spec=None):
     """Writes the SavedModel atomically; returns its final path.
 
     Two exports of one model name never run at once (a lock file
@@ -180,6 +198,8 @@ def export(model, config, decoding, *, max_frame_pixels=limits.MAX_FRAME_PIXELS)
         config: the `ExportConfig` (where, which version, request limits).
         decoding: the `DecodingConfig` of the in-graph beam search.
         max_frame_pixels: most pixels a frame of a request may have.
+        input_spec: `{"num_frames", "image_size"}` of the training data,
+            stored as `INPUT_SPEC_FILE` (None: not stored).
     """
     root = check_export_target(config)
     name = config.export_name
@@ -197,6 +217,10 @@ def export(model, config, decoding, *, max_frame_pixels=limits.MAX_FRAME_PIXELS)
                                         max_total_frames=config.max_serving_total_frames,
                                         max_frame_pixels=max_frame_pixels)
                 archive.write_out(tmp, verbose=False)
+                if input_spec:
+                    os.makedirs(os.path.dirname(os.path.join(tmp, INPUT_SPEC_FILE)),
+                                exist_ok=True)
+                    write_json(os.path.join(tmp, INPUT_SPEC_FILE), input_spec)
         except (OSError, tf.errors.OpError) as e:
             raise ExportWriteError(
                 f"could not write the export ({write_failure_reason(e)}); nothing was "

@@ -17,6 +17,9 @@ Results: `path<TAB>caption` per video on stdout (K lines, best first, with
 `--output` keeps the records (`generation.outputs`: JSON Lines written per
 batch and resumed by a re-run, or `*.json` at the end). A progress bar
 (or, off a terminal, one summary line) goes to stderr.
+
+`--runner=beam` captions on an Apache Beam pipeline instead
+(`etenet_tf.beam.caption`: RunInference, JSON Lines shards of `--output`).
 """
 
 import contextlib
@@ -157,6 +160,11 @@ def run(config):
     caption, decoding = config.caption, config.decoding
     caption.validate()
     decoding.validate()
+    config.beam.validate()
+    if config.beam.runner == "beam":
+        return _run_on_beam(config)
+    if config.beam.saved_model:
+        raise UsageError("--saved_model is read by --runner=beam")
     if not caption.videos and not caption.videos_from:
         raise UsageError("--stage=caption needs --videos=FILE, a directory or a pattern "
                          "(repeat the flag for more), or --videos_from=LIST_FILE")
@@ -246,3 +254,14 @@ def _summary(job, todo, skipped, problems, output, progress):
     if output.path:
         text += f"; records in {output.path}"
     return text
+
+
+def _run_on_beam(config):
+    """`--runner=beam`: checks Beam and its options, picks the checkpoint
+    (unless `--saved_model`), then runs the pipeline."""
+    from etenet_tf.beam import caption as beam_caption
+    options = beam_caption.check(config)
+    stage = None
+    if not config.beam.saved_model:
+        stage = checkpoint_stages(config.evaluation.checkpoint, RunDir(config.model_dir))[-1]
+    return beam_caption.caption(config, options, stage)

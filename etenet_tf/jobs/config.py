@@ -1,8 +1,9 @@
 """The whole configuration of a run: one typed config per concern.
 
 `ExperimentConfig` bundles `DataConfig`, `ModelConfig`, `TrainingConfig`,
-`DecodingConfig`, `EvaluationConfig`, `CaptionConfig` and `ExportConfig`
-with the stage and the model directory. Each field of each section is
+`DecodingConfig`, `EvaluationConfig`, `CaptionConfig`, `ExportConfig` and
+`BeamConfig` (where prepare and caption run) with the stage and the model
+directory. Each field of each section is
 one command-line flag of the same name (`etenet_tf.options`); `from_flat`
 builds the config from such `name: value` pairs (the command line, a
 test, a script), `to_flat` gives them back, and `to_argv` writes them as
@@ -11,6 +12,7 @@ flags.
 
 import dataclasses
 
+from etenet_tf.beam.config import BeamConfig
 from etenet_tf.data.config import DataConfig
 from etenet_tf.errors import UsageError
 from etenet_tf.evaluation.config import EvaluationConfig
@@ -34,7 +36,8 @@ class CaptionConfig:
             (`{path: record}`), any other name JSON Lines written as it
             goes (one record per video) and resumed by a re-run.
         attention_dir: write an attention picture per video here.
-        caption_batch_size: videos captioned per model call.
+        caption_batch_size: videos captioned per model call (`--runner=beam`:
+            RunInference's largest batch).
     """
 
     videos: tuple = option((), "caption: a video file, a directory (searched recursively for "
@@ -60,6 +63,7 @@ SECTIONS = {
     "evaluation": EvaluationConfig,
     "caption": CaptionConfig,
     "export": ExportConfig,
+    "beam": BeamConfig,
 }
 
 
@@ -71,7 +75,7 @@ class ExperimentConfig:
         stage: the stage to run (`etenet_tf.jobs.JOBS`).
         model_dir: checkpoints, logs and results (`etenet_tf.run_dir`).
         progress: show progress bars where a stage has long work.
-        data, model, training, decoding, evaluation, caption, export:
+        data, model, training, decoding, evaluation, caption, export, beam:
             the sections.
     """
 
@@ -87,6 +91,7 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     caption: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)
 
     @classmethod
     def flag_names(cls):

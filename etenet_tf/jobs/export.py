@@ -15,7 +15,8 @@ def run(config):
     stage = checkpoint_stages(config.evaluation.checkpoint, run_dir)[-1]
     model = run_dir.load_trained_model(stage)
     path = serving.export(model, config.export, config.decoding,
-                          max_frame_pixels=config.data.max_frame_pixels)
+                          max_frame_pixels=config.data.max_frame_pixels,
+                          input_spec=run_dir.read_input_spec())
     print(f"exported the {stage} model to {path} (signatures: serving_default <- frames_jpeg, "
           f"serving_frames <- frames)")
     return path

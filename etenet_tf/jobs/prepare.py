@@ -1,4 +1,6 @@
-"""`--stage=prepare`: the data source's videos -> sharded TFRecords."""
+"""`--stage=prepare`: the data source's videos -> sharded TFRecords, decoded
+here in a process pool (`--runner=local`) or by an Apache Beam pipeline
+(`--runner=beam`, `etenet_tf.beam.prepare`): the same files either way."""
 
 import os
 import time
@@ -15,7 +17,15 @@ def run(config):
     data = config.data
     data.validate(preparing=True)
     config.model_for_data.validate()  # frames the encoder cannot take are refused now
-    files.ensure_directory(data.records_dir, "records_dir")
+    config.beam.validate()
+    beam_options = None
+    if config.beam.runner == "beam":  # Beam installed and its options valid, before any work
+        from etenet_tf.beam import prepare as beam_prepare
+        beam_options = beam_prepare.check(config)
+    if files.is_remote(data.records_dir):
+        files.makedirs(data.records_dir)
+    else:
+        files.ensure_directory(data.records_dir, "records_dir")
     examples = load_examples(data)
     start = time.time()
     bar = []  # made on the first call, when the number of videos is known
@@ -26,14 +36,19 @@ def run(config):
         else:
             bar[0].advance(done - bar[0].done)
 
+    def build_vocabulary(captions):
+        return vocabulary.Vocabulary.build(tokenizer.words_of(captions), data.min_word_count)
+
     try:
-        report = prepare_lib.prepare(
-            examples, data.records_dir, data.frames, data.image_size, dataset_name=data.dataset,
-            vocabulary_builder=lambda caps: vocabulary.Vocabulary.build(
-                tokenizer.words_of(caps), data.min_word_count),
-            videos_per_shard=data.videos_per_shard, workers=data.workers or None,
-            strict=data.strict, max_pixels=data.max_frame_pixels, progress=progress,
-        )
+        if beam_options is not None:
+            report = beam_prepare.prepare(examples, config, beam_options, build_vocabulary)
+        else:
+            report = prepare_lib.prepare(
+                examples, data.records_dir, data.frames, data.image_size,
+                dataset_name=data.dataset, vocabulary_builder=build_vocabulary,
+                videos_per_shard=data.videos_per_shard, workers=data.workers or None,
+                strict=data.strict, max_pixels=data.max_frame_pixels, progress=progress,
+            )
     except BaseException:
         if bar:
             bar[0].abandon()  # end the progress line before the error line

@@ -1,10 +1,17 @@
 """A user's own data: a CSV or JSONL of video, caption (, split, attributes)."""
 
 import csv
+import io
 import json
-import os
 
-from etenet_tf.data.examples import AnnotationError, VideoExample, finish, normalize_split
+from etenet_tf import files
+from etenet_tf.data.examples import (
+    AnnotationError,
+    VideoExample,
+    directory_of,
+    finish,
+    normalize_split,
+)
 
 
 def load_custom(path, video_dir):
@@ -25,11 +32,12 @@ def load_custom(path, video_dir):
         path: the CSV (`.csv`) or JSONL (`.jsonl`, `.json`) file.
         video_dir: directory the `video` paths are relative to.
     """
-    if not os.path.isfile(path):
+    if not files.isfile(path):
         raise AnnotationError(f"annotation file not found: {path}")
     rows = []
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        with (io.StringIO(files.read_text(path, "utf-8-sig"), newline="")
+              if files.is_remote(path) else open(path, encoding="utf-8-sig", newline="")) as f:
             if path.lower().endswith(".csv"):
                 reader = csv.DictReader(f, skipinitialspace=True)
                 found = reader.fieldnames or []
@@ -92,4 +100,4 @@ def load(config):
     """The examples of `config.annotations[0]`; video paths are relative to
     `config.video_dir` (default: the annotation file's directory)."""
     path = config.annotations[0]
-    return load_custom(path, config.video_dir or os.path.dirname(os.path.abspath(path)))
+    return load_custom(path, config.video_dir or directory_of(path))

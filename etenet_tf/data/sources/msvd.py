@@ -2,11 +2,13 @@
 
 import os
 
+from etenet_tf import files
 from etenet_tf.data.examples import (
     SPLITS,
     AnnotationError,
     VideoExample,
     VideoIndex,
+    directory_of,
     finish,
     read_json,
 )
@@ -31,28 +33,26 @@ def load_msvd(captions_path, video_dir, split_dir=None, mapping_path=None):
         raise AnnotationError(f"{captions_path}: expected an object {{clip: [captions]}}")
     split_of = {}
     lists = [os.path.join(split_dir, f"{s}_list.txt") for s in SPLITS] if split_dir else []
-    if lists and all(os.path.isfile(p) for p in lists):
+    if lists and all(files.isfile(p) for p in lists):
         for split, p in zip(SPLITS, lists):
-            with open(p, encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        split_of[line.strip()] = split
+            for line in files.read_text(p).splitlines():
+                if line.strip():
+                    split_of[line.strip()] = split
     aliases = {}
     if mapping_path:
-        if not os.path.isfile(mapping_path):
+        if not files.isfile(mapping_path):
             raise AnnotationError(f"MSVD mapping file not found: {mapping_path}")
-        with open(mapping_path, encoding="utf-8") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) != 2 or not parts[1].startswith("vid"):
-                    continue
-                clip, vid = parts
-                aliases[clip] = vid
-                if not split_of or clip not in split_of:
-                    n = int(vid[3:])
-                    split_of.setdefault(
-                        clip, "train" if n <= 1200 else "val" if n <= 1300 else "test"
-                    )
+        for line in files.read_text(mapping_path).splitlines():
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].startswith("vid"):
+                continue
+            clip, vid = parts
+            aliases[clip] = vid
+            if not split_of or clip not in split_of:
+                n = int(vid[3:])
+                split_of.setdefault(
+                    clip, "train" if n <= 1200 else "val" if n <= 1300 else "test"
+                )
     if not split_of:
         raise AnnotationError(
             "--dataset=msvd needs split lists (train_list.txt, val_list.txt, "
@@ -82,5 +82,5 @@ def load(config):
     """The examples of `config.annotations[0]` with the split lists beside it
     (or in `config.msvd_split_dir`) or `config.msvd_mapping`."""
     captions = config.annotations[0]
-    split_dir = config.msvd_split_dir or os.path.dirname(os.path.abspath(captions))
+    split_dir = config.msvd_split_dir or directory_of(captions)
     return load_msvd(captions, config.video_dir or None, split_dir, config.msvd_mapping or None)
