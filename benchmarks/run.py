@@ -21,6 +21,7 @@ from benchmarks import (  # noqa: E402
     caption_throughput,
     common,
     finetune_compute,
+    finetune_memory,
     grid_cost,
     prepare_decode,
     pretrain_cache,
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "decode": prepare_decode,              # 5
     "scoring": scoring,                    # 6
     "grid_cost": grid_cost,                # 7
+    "finetune_memory": finetune_memory,    # 8
 }
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,7 +83,23 @@ def parse(argv):
     p.add_argument("--grid_frames", type=int, default=16, help="grid cost benchmark: frames/clip")
     p.add_argument("--grids", default="1,2,4,8", help="grid cost benchmark: grids to compare "
                    "(the first is the baseline)")
-    p.add_argument("--mixed_precision", choices=("none", "bfloat16"), default="none")
+    p.add_argument("--memory_image_size", type=int, default=299,
+                   help="finetune memory benchmark: frame side")
+    p.add_argument("--memory_frames", type=int, default=16,
+                   help="finetune memory benchmark: frames/clip")
+    p.add_argument("--memory_batch_sizes", default="1,2",
+                   help="finetune memory benchmark: batch sizes, each in a fresh process (two "
+                        "or more give the memory per video and the GPU batch estimates)")
+    p.add_argument("--memory_encoders", default="inception_v3",
+                   help="finetune memory benchmark: encoders (e.g. "
+                        "inception_v3,inception_resnet_v2)")
+    p.add_argument("--memory_configs", default=",".join(finetune_memory.CONFIGS),
+                   help="finetune memory benchmark: configurations, of "
+                        f"{', '.join(finetune_memory.CONFIGS)}")
+    p.add_argument("--memory_repeats", type=int, default=3,
+                   help="finetune memory benchmark: timed steps after the first")
+    p.add_argument("--mixed_precision", choices=("none", "bfloat16"), default="none",
+                   help="precision of the in-process benchmarks (finetune_memory sets its own)")
     args = p.parse_args(argv)
     unknown = set(args.only.split(",")) - set(BENCHMARKS)
     if unknown:

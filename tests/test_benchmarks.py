@@ -19,6 +19,9 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
         "--train_per_combination=1", "--caption_image_size=75", "--caption_batch=1",
         "--beam_size=2", "--max_length=3", "--vocabulary_size=50",
         "--grid_image_size=139", "--grid_frames=2", "--grids=1,3",  # 3x3 final map at 139 px
+        # one fresh process: a remat finetune step
+        "--memory_image_size=75", "--memory_frames=2", "--memory_batch_sizes=1",
+        "--memory_configs=f32_planned", "--memory_repeats=1",
     ])
     report = json.loads(output.read_text())
     assert report["machine"]["cores"] >= 1 and report["machine"]["tensorflow"]
@@ -46,5 +49,10 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
         assert floats_mb < grids[f"grid {grid}"]["cache_mb_per_1000_clips"] < floats_mb + 2
     assert set(by_name["grid_cost"][0]["details"]["temporal"]) == {
         f"grid {g}, {t}" for g in (1, 3) for t in ("none", "position", "conv", "gru")}
+    memory = by_name["finetune_memory"][0]["details"]["configs"]["f32_planned"]
+    assert "--remat=planned: " in memory["plan"] and memory["parameters"] > 1e6
+    step = memory["batches"]["1"]
+    assert step["peak_minus_before_mb"] > 0 and step["step_seconds"] > 0
+    assert step["images_per_step"] == 2 and step["step_cpu_seconds"] > 0
     table = capsys.readouterr().out
     assert "pretrain epoch: cached features vs frozen encoder" in table and "skipped:" in table

@@ -173,6 +173,7 @@ def test_finetune_killed_between_two_updates_resumes_exactly(uninterrupted, shap
                         else [])
     out = run_to_end(_args(base, "finetune"), tmp_path / "base.log")
     assert "--remat=planned: " in out and "recomputed in the backward pass" in out
+    assert "2 batches of 8 per update (16 videos)" in out and "never applied" not in out
     ckpt_dir = os.path.join(cfg.model_dir, "finetune", "checkpoints")
     kill_when(_args(cfg, "finetune"), lambda: _checkpoint_step(ckpt_dir) >= 3,
               tmp_path / "killed.log")

@@ -242,6 +242,9 @@ class Trainer:
         step = int(self.checkpoints.step.numpy())
         if self.resumed_from and self.verbose:
             print(f"resumed from {self.resumed_from} at step {step}", flush=True)
+        if self.accumulation > 1 and self.verbose and self.chief:
+            print(f"{self.accumulation} batches of {self.global_batch_size} per update "
+                  f"({self.accumulation * self.global_batch_size} videos)", flush=True)
         left = steps * epochs % self.accumulation
         if left and self.verbose and self.chief:
             print(f"note: {steps} steps x {epochs} epochs is not a multiple of "
