@@ -54,15 +54,17 @@ def machine():
 
 
 def cpu_times():
-    """(this process's CPU seconds, the machine's steal jiffies or None)."""
+    """(CPU seconds of this process and of its children that ended, the
+    machine's steal jiffies or None)."""
     import resource
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    self_, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                            resource.RUSAGE_CHILDREN))
     steal = None
     if os.path.isfile("/proc/stat"):
         with open("/proc/stat", encoding="utf-8") as f:
             fields = f.readline().split()
         steal = int(fields[8]) if len(fields) > 8 else None
-    return usage.ru_utime + usage.ru_stime, steal
+    return self_.ru_utime + self_.ru_stime + children.ru_utime + children.ru_stime, steal
 
 
 def cpu_share(start, end, wall_seconds, cores):
@@ -135,12 +137,12 @@ def trainer(model, strategy, work_dir, *, kind, batch_size, decoder_learning_rat
                    encoder_learning_rate=encoder_learning_rate, verbose=False)
 
 
-def build_model(vocabulary_tokens, image_size, num_frames=8, **options):
+def build_model(vocabulary_tokens, image_size, num_frames=8, encoder="inception_v3", **options):
     """The captioner with the package's default layer sizes (or `options`,
-    any `ModelConfig` field) and a randomly initialised InceptionV3
-    (ImageNet weights cannot be fetched here; throughput does not depend
-    on the weights' values)."""
+    any `ModelConfig` field) and a randomly initialised encoder, InceptionV3
+    unless told (ImageNet weights cannot be fetched here; throughput and
+    memory do not depend on the weights' values)."""
     keras.utils.set_random_seed(0)
-    config = ModelConfig(encoder="inception_v3", image_size=image_size, num_frames=num_frames,
+    config = ModelConfig(encoder=encoder, image_size=image_size, num_frames=num_frames,
                          **options)
     return build_captioner(config, vocabulary_tokens, encoder_weights=None)

@@ -32,6 +32,7 @@ BENCHMARKS = {
     "scst_reward": "scst_reward",            # 8
     "caption_library": "caption_library",    # 9
     "beam_prepare": "beam_prepare",          # 10 (skipped without apache-beam)
+    "finetune_memory": "finetune_memory",    # 11
 }
 
 
@@ -108,7 +109,23 @@ def parse(argv):
                         "other names), so start-up costs weigh as on a real data set")
     p.add_argument("--beam_videos_per_shard", type=int, default=16,
                    help="Beam prepare benchmark: videos per shard")
-    p.add_argument("--mixed_precision", choices=("none", "bfloat16"), default="none")
+    p.add_argument("--memory_image_size", type=int, default=299,
+                   help="finetune memory benchmark: frame side")
+    p.add_argument("--memory_frames", type=int, default=16,
+                   help="finetune memory benchmark: frames/clip")
+    p.add_argument("--memory_batch_sizes", default="1,2",
+                   help="finetune memory benchmark: batch sizes, each in a fresh process (two "
+                        "or more give the memory per video and the GPU batch estimates)")
+    p.add_argument("--memory_encoders", default="inception_v3",
+                   help="finetune memory benchmark: encoders (e.g. "
+                        "inception_v3,inception_resnet_v2)")
+    p.add_argument("--memory_configs", default="f32,f32_blocks,f32_planned,bf16,bf16_planned",
+                   help="finetune memory benchmark: configurations, of "
+                        "f32, f32_blocks, f32_planned, bf16, bf16_planned")
+    p.add_argument("--memory_repeats", type=int, default=3,
+                   help="finetune memory benchmark: timed steps after the first")
+    p.add_argument("--mixed_precision", choices=("none", "bfloat16"), default="none",
+                   help="precision of the in-process benchmarks (finetune_memory sets its own)")
     args = p.parse_args(argv)
     unknown = set(args.only.split(",")) - set(BENCHMARKS)
     if unknown:

@@ -23,6 +23,9 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
         "--library_batch=2", "--library_workers=1", "--library_rounds=1", "--library_rss_clips=2,6",
         "--library_rss_image_size=75", "--library_rss_frames=2",
         "--beam_repeats=1", "--beam_videos_per_shard=2",
+        # one fresh process: a remat finetune step
+        "--memory_image_size=75", "--memory_frames=2", "--memory_batch_sizes=1",
+        "--memory_configs=f32_planned", "--memory_repeats=1",
     ])
     report = json.loads(output.read_text())
     assert report["machine"]["cores"] >= 1 and report["machine"]["tensorflow"]
@@ -62,5 +65,10 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
     library = by_name["caption_library"]
     assert len(library) == 3 and library[0]["details"]["captioned"] == 6
     assert library[2]["details"]["captioned"] == {"2": 2, "6": 6}
+    memory = by_name["finetune_memory"][0]["details"]["configs"]["f32_planned"]
+    assert "--remat=planned: " in memory["plan"] and memory["parameters"] > 1e6
+    step = memory["batches"]["1"]
+    assert step["peak_minus_before_mb"] > 0 and step["step_seconds"] > 0
+    assert step["images_per_step"] == 2 and step["step_cpu_seconds"] > 0
     table = capsys.readouterr().out
     assert "pretrain epoch: cached features vs frozen encoder" in table and "skipped:" in table

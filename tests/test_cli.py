@@ -20,6 +20,10 @@ from helpers import error_lines, run_main
     (["--stage=prepare", "--workers=-1"], "--workers=-1 must be >= 0"),
     (["--stage=pretrain", "--dropout=1.5"], "--dropout=1.5 must be in [0, 1)"),
     (["--stage=prepare", "--flagfile=/nonexistent/x.cfg"], "error: Unable to open flagfile"),
+    (["--stage=finetune", "--remat=everything"], "value should be one of <none|blocks|planned>"),
+    (["--stage=finetune", "--remat=planned", "--finetune_blocks=0"],
+     "--finetune_blocks=0 freezes the encoder"),
+    (["--stage=all", "--remat=blocks", "--finetune_blocks=0"], "drop --remat"),
 ])
 def test_bad_flags_give_one_line_and_exit_2(args, needle):
     result = run_main(*args)

@@ -164,6 +164,35 @@ def test_training_stages_killed_then_resumed_equal_uninterrupted(uninterrupted,
         assert killed_at < int(final.rsplit("-", 1)[1])
 
 
+def test_finetune_killed_between_two_updates_resumes_exactly(uninterrupted, shapes_records,
+                                                            tmp_path):
+    """--gradient_accumulation_steps=2 with --remat=planned: the resume
+    checkpoint at step 3 falls between two updates, so it holds one batch's
+    gradients in the accumulators. kill -9 after it; the same command then
+    ends with the weights, optimizer slots, accumulators and best.json of a
+    finetune that was never interrupted."""
+    flags = dict(gradient_accumulation_steps=2, remat="planned")
+    base, cfg = (tiny_cfg(str(tmp_path / name), records_dir=shapes_records.data.records_dir,
+                          **flags) for name in ("base", "killed"))
+    for target in (base, cfg):  # the pretrain of `uninterrupted`, not its finetune
+        shutil.copytree(uninterrupted.model_dir, target.model_dir,
+                        ignore=lambda d, names: ["finetune"] if d == uninterrupted.model_dir
+                        else [])
+    out = run_to_end(_args(base, "finetune"), tmp_path / "base.log")
+    assert "--remat=planned: " in out and "recomputed in the backward pass" in out
+    assert "2 batches of 8 per update (16 videos)" in out and "never applied" not in out
+    ckpt_dir = os.path.join(cfg.model_dir, "finetune", "checkpoints")
+    kill_when(_args(cfg, "finetune"), lambda: _checkpoint_step(ckpt_dir) >= 3,
+              tmp_path / "killed.log")
+    assert _checkpoint_step(ckpt_dir) == 3  # odd: between the updates after batches 2 and 4
+    saved = tf.train.load_checkpoint(tf.train.latest_checkpoint(ckpt_dir))
+    accumulators = [n for n in saved.get_variable_to_shape_map() if "gradient_accumulators" in n]
+    assert accumulators and any(np.any(saved.get_tensor(n)) for n in accumulators)
+    out = run_to_end(_args(cfg, "finetune"), tmp_path / "resumed.log")
+    assert f"resumed from {ckpt_dir}/ckpt-3 at step 3" in out, out[-2000:]
+    assert_same_as_uninterrupted(base, cfg, "finetune")
+
+
 def _error_lines(text):
     return [line for line in text.splitlines() if line.startswith("error:")]
 

@@ -16,6 +16,7 @@ from keras import ops
 from keras.applications import imagenet_utils
 
 from etenet_tf.errors import UsageError, UserError
+from etenet_tf.model import remat as remat_lib
 
 _WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
 
@@ -222,6 +223,10 @@ class FrameEncoder(keras.layers.Layer):
     BatchNorm uses its moving statistics, also when fine-tuned, as is
     usual with small video batches.
 
+    Training-time gradient checkpointing (`set_remat`, `--remat`) runs the
+    backbone as segments under `keras.remat`; it is not part of the config,
+    so saved models and `.keras` files do not depend on it.
+
     Output: `[batch, frames, grid, grid, channels]`. With `spatial_grid=1`
     each frame is one global-average-pooled vector (the paper's EtENet);
     with `N > 1` the feature map is average-pooled to N x N cells, so
@@ -254,6 +259,8 @@ class FrameEncoder(keras.layers.Layer):
         self.spatial_grid = spatial_grid
         self.feature_layer = feature_layer or None
         self.encoder_weights = encoder_weights
+        self.remat = "none"
+        self._remat_plan = None  # a plain object: Keras and checkpoints do not track it
 
     def build(self, input_shape=None):
         self.backbone = build_backbone(
@@ -285,10 +292,14 @@ class FrameEncoder(keras.layers.Layer):
         cols = ops.cast(self._pool_cols, feature_maps.dtype)
         return ops.einsum("gh,nhwc,kw->ngkc", rows, feature_maps, cols)
 
-    def call(self, frames):
+    def call(self, frames, training=None):
         shape = ops.shape(frames)
         x = ops.reshape(self._preprocess(frames), (-1, self.image_size, self.image_size, 3))
-        grid = self._pool(self.backbone(x, training=False))
+        if training and self._remat_plan is not None:
+            maps = self._remat_plan(x)  # (the backbone's own layers, in segments)
+        else:
+            maps = self.backbone(x, training=False)
+        grid = self._pool(maps)
         return ops.reshape(grid, (shape[0], shape[1], self.spatial_grid, self.spatial_grid,
                                   self.output_dim))
 
@@ -314,6 +325,35 @@ class FrameEncoder(keras.layers.Layer):
         for i, layer in enumerate(layers):
             layer.trainable = i >= first
         self.trainable = num_blocks != 0
+        if self.remat != "none":  # the frozen part changed: plan again (none when all is)
+            self.set_remat(self.remat if num_blocks != 0 else "none")
+
+    def set_remat(self, mode):
+        """Gradient checkpointing of the backbone in training calls.
+
+        Args:
+            mode: `none`, `blocks` or `planned` (see `etenet_tf.model.remat`).
+                Call it after `set_trainable_blocks` (which plans again
+                anyway): layers below the first trainable one are never
+                recomputed.
+
+        Returns:
+            The `RematPlan`, or None for `none`.
+
+        Raises:
+            ValueError: an unknown mode, or a frozen encoder (it has no
+                backward pass to save memory in).
+        """
+        if mode not in remat_lib.REMAT_MODES:
+            raise ValueError(f"unknown remat mode {mode!r}; choose one of "
+                             f"{', '.join(remat_lib.REMAT_MODES)}")
+        if mode != "none" and not self.trainable_weights:
+            raise ValueError(f"remat {mode!r} on a frozen encoder: no gradient flows through it, "
+                             "so there is nothing to recompute")
+        self.remat = mode
+        self._remat_plan = None if mode == "none" else remat_lib.plan_remat(
+            self.backbone, mode, get_spec(self.encoder_name).block_end_pattern)
+        return self._remat_plan
 
     def calibrate_batchnorm(self, frame_batches):
         """Estimates BatchNorm moving statistics from data.

@@ -5,8 +5,9 @@ checkpoint before it updates its index file and deletes old ones: a crash
 or a full disk during a save leaves the previous checkpoint usable.
 
 Layout under a stage directory (`<model_dir>/<stage>`, see `run_dir`):
-    checkpoints/   model + optimizers + step + dropout seeds, every N steps
-                   and after each epoch's validation
+    checkpoints/   model + optimizers + step + dropout seeds (+ gradient
+                   accumulators), every N steps and after each epoch's
+                   validation
     best/          model weights with the best validation metric so far
     best/best.json {"metric", "value", "epoch", "step", "scores"}
 
@@ -114,7 +115,8 @@ class TrainingCheckpoints:
         run: the `RunDir`.
         stage: the training stage's name.
         model: the captioner.
-        optimizers: dict name -> Keras optimizer (restored with the model).
+        optimizers: dict name -> Keras optimizer, or other training state
+            (gradient accumulators), restored with the model.
         strategy: the distribution strategy (non-chief workers write to
             temp dirs that are deleted after each save).
         max_to_keep: resume checkpoints kept.

@@ -3,6 +3,7 @@
 import dataclasses
 
 from etenet_tf.errors import UsageError
+from etenet_tf.model.remat import REMAT_MODES
 from etenet_tf.options import check, option
 from etenet_tf.training.strategy import STRATEGIES
 
@@ -32,6 +33,7 @@ class TrainingConfig:
         label_smoothing: of the caption loss.
         clip_norm: global gradient norm clip (per optimizer).
         gradient_accumulation_steps: batches per optimizer update.
+        remat: gradient checkpointing of the encoder in finetune.
         mixed_precision: `none` or `bfloat16`.
         checkpoint_every_steps: resume checkpoint interval.
         best_metric: validation score that picks the best checkpoint.
@@ -65,7 +67,14 @@ class TrainingConfig:
     label_smoothing: float = option(0.0, "Label smoothing of the caption loss.", low=0.0,
                                     high=1.0, high_open=True)
     clip_norm: float = option(5.0, "Global gradient norm clip.", low=0.0, low_open=True)
-    gradient_accumulation_steps: int = option(1, "Batches per optimizer update.", low=1)
+    gradient_accumulation_steps: int = option(
+        1, "Batches per optimizer update: their gradients are averaged, so N steps of "
+        "--batch_size=b update like one step of N*b, in the memory of b.", low=1)
+    remat: str = option(
+        "none", "Finetune: recompute encoder activations in the backward pass instead of "
+        "keeping them (gradient checkpointing, keras.remat): none, blocks (a checkpoint per "
+        "encoder block) or planned (checkpoints placed to minimise the peak; least memory).",
+        choices=REMAT_MODES)
     mixed_precision: str = option("none", "Mixed precision policy (bfloat16 recommended on "
                                   "GPUs).", choices=PRECISIONS)
     checkpoint_every_steps: int = option(50, "Resume checkpoint interval (0: per epoch).", low=0)
@@ -94,6 +103,11 @@ class TrainingConfig:
             raise UsageError(f"--scst_baseline=mean needs --scst_samples >= 2 (the baseline of "
                              f"a sample is the mean reward of the others), not "
                              f"{self.scst_samples}")
+        if self.remat != "none" and self.finetune_blocks == 0:
+            raise UsageError(f"--remat={self.remat} recomputes the encoder's activations in "
+                             "finetune's backward pass, but --finetune_blocks=0 freezes the "
+                             "encoder, so no gradient flows through it; drop --remat or "
+                             "unfreeze blocks")
 
     def epochs(self, stage):
         """Epochs of a training stage."""

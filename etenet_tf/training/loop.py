@@ -7,9 +7,17 @@ This loop runs `strategy.run` over a distributed dataset, with:
 
 - the loss of an `Objective` (teacher forcing, self-critical, ...);
 - two Adam optimizers: decoder, and (finetune) encoder at a lower rate;
-- exact resume: the step counter is checkpointed with the model and the
-  optimizers; batches depend only on (seed, epoch), so a restarted run
-  skips the batches it already trained on;
+- gradient accumulation: N batches per update, their gradients averaged,
+  so N steps of batch b update like one step of batch N*b. The loop does
+  it itself, not Keras' `gradient_accumulation_steps`: that calls
+  `merge_call` inside a `cond` and fails under MirroredStrategy (even with
+  one replica), and its learning rate schedules count batches where Adam's
+  bias correction counts updates. Here the optimizers see updates only;
+  batches between updates add their gradients to per-replica accumulators;
+- exact resume: the step counter is checkpointed with the model, the
+  optimizers and the gradient accumulators (so a checkpoint between two
+  updates resumes exactly too); batches depend only on (seed, epoch), so a
+  restarted run skips the batches it already trained on;
 - a NaN/Inf loss stops training with `TrainingDivergedError` before any
   checkpoint of the diverged state is written;
 - validation after every epoch, the best checkpoint chosen by a metric
@@ -75,9 +83,11 @@ class Trainer:
             spatio-temporal context.
         encoder_learning_rate: Adam learning rate of the encoder, or None
             to keep it frozen.
-        clip_norm: global gradient norm clip (per optimizer).
-        gradient_accumulation_steps: optimizer steps accumulate this many
-            batches (Keras optimizers' built-in accumulation).
+        clip_norm: global gradient norm clip (per optimizer), applied to
+            the averaged gradient of an update.
+        gradient_accumulation_steps: batches per optimizer update (their
+            gradients averaged). Steps count batches: `train_step` is the
+            step that updates, `accumulate_step` the others.
         checkpoint_every_steps: resume checkpoint interval (0: per epoch).
         decay_steps: 0 keeps the learning rates constant; N decays both
             along a cosine to 10% over N optimizer updates (the whole stage),
@@ -100,7 +110,7 @@ class Trainer:
         self.checkpoint_every_steps = checkpoint_every_steps
         self.log_every_steps = log_every_steps
         self.verbose = verbose
-        accumulation = gradient_accumulation_steps if gradient_accumulation_steps > 1 else None
+        self.accumulation = max(1, gradient_accumulation_steps)
         # the "decoder" optimizer trains everything after the encoder: the
         # spatio-temporal context (when the model has one) and the decoder
         self.decoder_variables = [v for part in (model.context, model.decoder)
@@ -111,20 +121,32 @@ class Trainer:
         with strategy.scope():
             self.decoder_optimizer = keras.optimizers.Adam(
                 _schedule(decoder_learning_rate, decay_steps), global_clipnorm=clip_norm,
-                gradient_accumulation_steps=accumulation, name="decoder_adam",
+                name="decoder_adam",
             )
             self.decoder_optimizer.build(self.decoder_variables)
-            optimizers = {"decoder_optimizer": self.decoder_optimizer}
+            state = {"decoder_optimizer": self.decoder_optimizer}
             self.encoder_optimizer = None
             if self.encoder_variables:
                 self.encoder_optimizer = keras.optimizers.Adam(
                     _schedule(encoder_learning_rate, decay_steps), global_clipnorm=clip_norm,
-                    gradient_accumulation_steps=accumulation, name="encoder_adam",
+                    name="encoder_adam",
                 )
                 self.encoder_optimizer.build(self.encoder_variables)
-                optimizers["encoder_optimizer"] = self.encoder_optimizer
+                state["encoder_optimizer"] = self.encoder_optimizer
+            # the sum of the gradients since the last update, per replica: a
+            # checkpoint holds their sum over replicas and gives each replica
+            # an equal share back (SUM aggregation), so the update is the same
+            self.accumulators = []
+            if self.accumulation > 1:
+                self.accumulators = [
+                    tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False,
+                                name="gradient_accumulator",
+                                synchronization=tf.VariableSynchronization.ON_READ,
+                                aggregation=tf.VariableAggregation.SUM)
+                    for v in self.decoder_variables + self.encoder_variables]
+                state["gradient_accumulators"] = self.accumulators
             self.checkpoints = checkpoints_lib.TrainingCheckpoints(
-                run, stage, model, optimizers, strategy
+                run, stage, model, state, strategy
             )
         # restored here, once: a stage may need resumed weights before fit()
         self.resumed_from = self.checkpoints.restore_latest()
@@ -136,15 +158,17 @@ class Trainer:
         else:
             self.train_writer = self.val_writer = tf.summary.create_noop_writer()
         # train_step(batch) -> {"loss", objective metrics}: one compiled,
-        # distributed optimizer step
-        self.train_step = self._make_train_step()
+        # distributed step that updates the weights; with accumulation,
+        # accumulate_step(batch) is the step that only adds its gradients
+        self.train_step, self.accumulate_step = self._make_train_steps()
 
-    def _make_train_step(self):
+    def _make_train_steps(self):
         model, strategy, objective = self.model, self.strategy, self.objective
         n_decoder = len(self.decoder_variables)
         variables = self.decoder_variables + self.encoder_variables
+        accumulators, steps = self.accumulators, self.accumulation
 
-        def replica_step(batch):
+        def gradients(batch):
             # no-gradient work (sampling captions) stays out of the tape
             batch = objective.before_step(model, batch, self.checkpoints.step)
             with tf.GradientTape() as tape:
@@ -152,21 +176,39 @@ class Trainer:
                 loss = tf.nn.compute_average_loss(
                     per_example, global_batch_size=self.global_batch_size
                 )
-            grads = tape.gradient(loss, variables)
+            return loss, logs, tape.gradient(loss, variables)
+
+        def update(batch):
+            loss, logs, grads = gradients(batch)
+            if accumulators:  # the mean gradient of the update's batches
+                grads = [None if g is None else (a + tf.convert_to_tensor(g)) / steps
+                         for a, g in zip(accumulators, grads)]
+                for a in accumulators:
+                    a.assign(tf.zeros_like(a))
             self.decoder_optimizer.apply(grads[:n_decoder], self.decoder_variables)
             if self.encoder_optimizer is not None:
                 self.encoder_optimizer.apply(grads[n_decoder:], self.encoder_variables)
             return loss, logs
 
-        @tf.function
-        def train_step(batch):
-            loss, logs = strategy.run(replica_step, args=(batch,))
-            out = {"loss": strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)}
-            for name, value in logs.items():
-                out[name] = strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-            return out
+        def accumulate(batch):
+            loss, logs, grads = gradients(batch)
+            for a, g in zip(accumulators, grads):
+                if g is not None:
+                    a.assign_add(tf.convert_to_tensor(g))
+            return loss, logs
 
-        return train_step
+        def compiled(replica_fn):
+            @tf.function
+            def step(batch):
+                loss, logs = strategy.run(replica_fn, args=(batch,))
+                out = {"loss": strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)}
+                for name, value in logs.items():
+                    out[name] = strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                return out
+
+            return step
+
+        return compiled(update), (compiled(accumulate) if accumulators else None)
 
     def distributed_epoch(self, make_dataset, epoch, steps, skip=0):
         """The batches of one epoch after the first `skip`, for `train_step`."""
@@ -206,6 +248,14 @@ class Trainer:
         step = int(self.checkpoints.step.numpy())
         if self.resumed_from and self.verbose:
             print(f"resumed from {self.resumed_from} at step {step}", flush=True)
+        if self.accumulation > 1 and self.verbose and self.chief:
+            print(f"{self.accumulation} batches of {self.global_batch_size} per update "
+                  f"({self.accumulation * self.global_batch_size} videos)", flush=True)
+        left = steps * epochs % self.accumulation
+        if left and self.verbose and self.chief:
+            print(f"note: {steps} steps x {epochs} epochs is not a multiple of "
+                  f"--gradient_accumulation_steps={self.accumulation}: the gradients of the "
+                  f"stage's last {left} batches are never applied", flush=True)
         best = self.checkpoints.best()
         self._saved_step = step if self.resumed_from else None
         try:
@@ -294,7 +344,10 @@ class Trainer:
         return step
 
     def _step(self, batch, step, epoch, steps):
-        logs = {name: float(value) for name, value in self.train_step(batch).items()}
+        # batch `step + 1` of the stage; every N-th one updates the weights
+        updates = (step + 1) % self.accumulation == 0
+        run_step = self.train_step if updates else self.accumulate_step
+        logs = {name: float(value) for name, value in run_step(batch).items()}
         loss = logs["loss"]
         if not math.isfinite(loss):
             raise TrainingDivergedError(

@@ -7,7 +7,8 @@ since none of its weights will be trained in this stage.
 
 finetune: starts from the best pretrain checkpoint, unfreezes the encoder
 (all of it, or its top N blocks) with its own, lower learning rate and
-trains the whole network end to end on frames.
+trains the whole network end to end on frames, optionally recomputing the
+encoder's activations in the backward pass (`--remat`) to fit in memory.
 
 scst: self-critical sequence training on CIDEr-D (`objectives.SelfCritical`)
 from the best finetune checkpoint (or pretrain's, see `--scst_from`), with
@@ -103,10 +104,18 @@ def check_best_metric(training, prepared):
 
 
 def check_batch(training, prepared, strategy):
-    """Refuses, before any work, a batch the training split cannot fill (an
-    epoch would train zero steps)."""
+    """Refuses, before any work, a batch the replicas cannot share equally
+    (tf.distribute splits the global batch evenly) or that the training
+    split cannot fill (an epoch would train zero steps)."""
     videos = prepared.train_videos
     workers = strategy_lib.num_workers(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if training.batch_size % replicas:
+        lower = max(training.batch_size // replicas, 1) * replicas
+        raise UsageError(
+            f"--batch_size={training.batch_size} cannot be split over the {replicas} replicas "
+            f"of --strategy={training.strategy}: use a multiple of {replicas} (e.g. --batch_size="
+            f"{lower}, with --gradient_accumulation_steps to keep the batch per update)")
     if pipeline.steps_per_epoch(videos // workers, training.batch_size // workers) < 1:
         raise loop.TrainingInputError(
             f"--batch_size={training.batch_size} is larger than the {videos} training videos "
@@ -275,6 +284,8 @@ def finetune(run, data, training):
         model = _stage_model(run, run.read_model_config(), prepared, training, strategy)
         run.restore_best(model, "pretrain")
         model.encoder.set_trainable_blocks(training.finetune_blocks)
+        if training.remat != "none":  # a training-time choice: model_config.json is unchanged
+            print(model.encoder.set_remat(training.remat).describe(), flush=True)
         trainer = make_trainer(
             run, "finetune", model, strategy, training, prepared,
             objective=TeacherForcing(training.label_smoothing), kind="frames",
