@@ -2,6 +2,7 @@
 
     python -m benchmarks.shapes_quality                      # 3 seeds, all variants
     python -m benchmarks.shapes_quality --variants=both --seeds=0,1,2
+    python -m benchmarks.shapes_quality --variants=paper,spatial --stages=pretrain
 
 For every variant (the model options) and seed (model initialisation and
 data order), runs the real command line (`main.py`) stage by stage on the
@@ -16,6 +17,8 @@ Variants (all on the preset's budget: encoder, layer, epochs, rates):
     paper:    --spatial_grid=1 --temporal=none  (the paper's EtENet)
     temporal: --spatial_grid=1 --temporal=gru
     spatial:  --spatial_grid=3 --temporal=none
+    position: --spatial_grid=3 --temporal=position
+    conv:     --spatial_grid=3 --temporal=conv
     both:     --spatial_grid=3 --temporal=gru   (the preset)
 """
 
@@ -32,6 +35,8 @@ VARIANTS = {
     "paper": ["--spatial_grid=1", "--temporal=none"],
     "temporal": ["--spatial_grid=1", "--temporal=gru"],
     "spatial": ["--spatial_grid=3", "--temporal=none"],
+    "position": ["--spatial_grid=3", "--temporal=position"],
+    "conv": ["--spatial_grid=3", "--temporal=conv"],
     "both": ["--spatial_grid=3", "--temporal=gru"],
 }
 METRICS = ("CIDEr", "acc_colour", "acc_shape", "acc_direction", "acc_all")
