@@ -99,6 +99,17 @@ def write_text(path, text):
                 f.write(text)
 
 
+def write_bytes(path, data):
+    """Writes bytes to `path` atomically (local or remote)."""
+    with atomic_path(path) as tmp:
+        if is_remote(tmp):
+            with remote_errors(path), gfile().GFile(tmp, "wb") as f:
+                f.write(data)
+        else:
+            with open(tmp, "wb") as f:
+                f.write(data)
+
+
 def write_json(path, obj):
     """Writes `obj` as JSON to `path` atomically (numpy scalars allowed)."""
     write_text(path, json.dumps(

@@ -24,7 +24,8 @@ def test_readme_python_api_runs_as_written(trained_model_dir, tmp_path):
     shutil.copy(data_path("moviepy_example_mask.mp4"), tmp_path / "clip.mp4")
     result = run_python(code, cwd=str(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.strip().splitlines()
+    # not stripped: the test model is barely trained, and its caption may be empty
+    lines = result.stdout.rstrip("\n").splitlines()
     caption, score = lines[-2].rsplit(" ", 1)
     assert float(score) < 0 and all(w.isalnum() for w in caption.split())
     assert "CIDEr" in lines[-1] and "Bleu_4" in lines[-1]

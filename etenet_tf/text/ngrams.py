@@ -10,11 +10,10 @@ TensorFlow reward (`etenet_tf.evaluation.cider`).
 """
 
 import io
-import os
 
 import numpy as np
 
-from etenet_tf.files import atomic_path
+from etenet_tf import files
 
 FREQUENCIES_FILE = "cider_df.npz"
 
@@ -83,16 +82,15 @@ def save_frequencies(path, frequencies, vocabulary):
     buffer = io.BytesIO()
     np.savez(buffer, codes=codes, counts=counts, documents=documents,
              vocabulary=np.array(vocabulary.tokens))
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(buffer.getvalue())
+    files.write_bytes(path, buffer.getvalue())
 
 
 def load_frequencies(path, vocabulary):
     """`(codes, counts, documents)` from `save_frequencies`, or None when the
     file is missing or belongs to another vocabulary."""
-    if not os.path.isfile(path):
+    if not files.isfile(path):
         return None
-    with np.load(path) as data:
+    with np.load(io.BytesIO(files.read_bytes(path))) as data:
         if data["vocabulary"].tolist() != list(vocabulary.tokens):
             return None
         return data["codes"], data["counts"], int(data["documents"])
