@@ -1,11 +1,12 @@
 """The command line: flags, one-line errors and exit codes, write targets."""
 
+import json
 import os
 
 import pytest
 
 from conftest import read_only_dir, unprivileged
-from helpers import error_lines, run_main
+from helpers import error_lines, run_main, run_python
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -158,3 +159,34 @@ def test_shapes_clips_go_to_the_given_video_dir(shapes_records, tmp_path):
     assert {os.path.dirname(e.path) for e in examples} == {str(videos)}
     assert (videos / "annotations.jsonl").is_file()
     assert sorted(os.listdir(tmp_path)) == ["my_clips"]  # nothing beside it
+
+
+def test_every_preset_parses_and_validates():
+    """Each `flags/*.cfg` (a flagfile may include another) gives a config
+    whose sections validate, with the values the preset states."""
+    code = """
+import glob, json, os
+from absl import flags
+from etenet_tf.cli import flags as flags_lib
+flags_lib.define_flags()
+out = {}
+for path in sorted(glob.glob("flags/*.cfg")):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["main.py", "--flagfile=" + path, "--stage=pretrain"])
+    config = flags_lib.to_config()
+    config.validate()
+    out[os.path.basename(path)] = config.to_flat()
+print(json.dumps(out, default=str))
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    presets = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"shapes.cfg", "msrvtt.cfg", "msvd.cfg", "msrvtt_paper.cfg",
+            "msvd_paper.cfg"} <= set(presets)
+    for name in ("msrvtt", "msvd"):
+        paper, base = presets[f"{name}_paper.cfg"], presets[f"{name}.cfg"]
+        assert paper["batch_size"] * paper["gradient_accumulation_steps"] == base["batch_size"]
+        assert (paper["remat"], paper["mixed_precision"]) == ("planned", "bfloat16")
+        assert paper["encoder"] == base["encoder"] == "inception_resnet_v2"
+        assert paper["records_dir"] == base["records_dir"]
+    assert presets["shapes.cfg"]["spatial_grid"] == 3
