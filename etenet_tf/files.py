@@ -90,13 +90,7 @@ def atomic_path(path, tmp=None):
 
 def write_text(path, text):
     """Writes a string to `path` atomically (UTF-8)."""
-    with atomic_path(path) as tmp:
-        if is_remote(tmp):
-            with remote_errors(path), gfile().GFile(tmp, "w") as f:
-                f.write(text)
-        else:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_bytes(path, data):
