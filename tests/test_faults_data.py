@@ -259,3 +259,13 @@ def test_version_is_single_sourced():
         timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == [etenet_tf.__version__, "False", "False"]
+
+
+def test_chinese_attribute_values_are_found_in_per_character_captions():
+    """A generated caption is per character ("一 个 红 色 的 球"); a value
+    written as a word ("红色") is still found in it, and only as a whole."""
+    from etenet_tf.evaluation import attributes
+    phrases = {"red": ["红色"], "blue": ["蓝色"]}
+    assert attributes.mentioned("一 个 红 色 的 球", phrases) == {"red"}
+    assert attributes.mentioned("一个蓝色的球", phrases) == {"blue"}
+    assert attributes.mentioned("a red ball", {"red": ["red"], "bed": ["bed"]}) == {"red"}
