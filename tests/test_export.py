@@ -191,7 +191,8 @@ def test_clean_process_gives_the_same_captions(exported, tmp_path):
     for name in ("frames_jpeg", "frames"):  # zero videos: one line naming the input
         got = served["zero_videos_" + name]
         assert got[0] == "InvalidArgumentError" and len(got) == 2, got
-        assert got[1].endswith(f"{name} holds zero videos: send at least one video"), got
+        assert got[1].startswith(
+            f"assertion failed: [{name} holds zero videos: send at least one video"), got
 
 
 def test_float_signature_and_saved_model_cli(exported):
