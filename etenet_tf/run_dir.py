@@ -57,14 +57,26 @@ def checkpoint_paths(directory):
 
 def unreadable_reason(path):
     """None if every tensor of checkpoint `path` reads back with a matching
-    checksum, else the reason (one line)."""
+    checksum, else the reason (one line).
+
+    Any failure to read counts as damage: a short read of a truncated data
+    file (TF raises `IndexError` for it), a truncated or overwritten index
+    file (bad magic number), a missing file, or a tensor that does not match
+    its checksum, dtype or shape. Only interrupts (`KeyboardInterrupt`,
+    `SystemExit`) and `MemoryError` go through.
+    """
     try:
         reader = tf.train.load_checkpoint(path)
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
-    except (tf.errors.OpError, ValueError) as e:
-        message = getattr(e, "message", None) or str(e)
-        return message.strip().splitlines()[0][:300] if message.strip() else type(e).__name__
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every way a checkpoint fails to read is damage
+        message = (getattr(e, "message", None) or str(e)).strip()
+        first = message.splitlines()[0][:300] if message else type(e).__name__
+        if isinstance(e, IndexError):  # TF's short read of a file cut short
+            return f"a file of it is truncated: {first}"
+        return first
     return None
 
 

@@ -1,6 +1,7 @@
 """Resume and best checkpoints on disk: damage, fallback, clear errors."""
 
 import os
+import shutil
 import textwrap
 
 import numpy as np
@@ -40,12 +41,23 @@ def _damage(directory, name, how):
         _flip_bytes(prefix + ".index", 16)
     elif how == "missing_data_file":
         os.remove(prefix + ".data-00000-of-00001")
+    elif how in ("truncated_data", "truncated_index"):  # a copy or a disk cut short
+        path = prefix + (".data-00000-of-00001" if how == "truncated_data" else ".index")
+        os.truncate(path, os.path.getsize(path) // 2)
+    elif how == "bad_header":  # the index's first block overwritten
+        with open(prefix + ".index", "r+b") as f:
+            f.write(b"\0" * 32)
+    elif how == "wrong_tensors":  # another checkpoint's data file beside this index
+        older = sorted(n for n in os.listdir(directory) if n.endswith(".data-00000-of-00001")
+                       and not n.startswith(name + "."))[0]
+        shutil.copyfile(os.path.join(directory, older), prefix + ".data-00000-of-00001")
     elif how == "empty_state_file":
         open(os.path.join(directory, "checkpoint"), "w").close()
 
 
 @pytest.mark.parametrize("how", ["flipped_data", "flipped_index", "missing_data_file",
-                                 "empty_state_file"])
+                                 "truncated_data", "truncated_index", "bad_header",
+                                 "wrong_tensors", "empty_state_file"])
 def test_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, capsys, how):
     model, saver = _tiny_checkpoints(tmp_path / "stage")
     kernel = model.layers[0].kernel
@@ -95,7 +107,7 @@ def test_damaged_best_checkpoint_is_a_clear_error(tmp_path):
     saver.save_best({"metric": "CIDEr", "value": 1.0, "epoch": 1, "step": 7, "scores": {}})
     run = RunDir(str(tmp_path))
     run.restore_best(model, "stage")  # intact: loads
-    _damage(str(tmp_path / "stage" / "best"), "ckpt-7", "flipped_data")
+    _damage(str(tmp_path / "stage" / "best"), "ckpt-7", "truncated_data")
     best_dir = str(tmp_path / "stage" / "best")
     with pytest.raises(run_dir.CorruptCheckpointError,
                        match=f"{best_dir} is damaged .*restore .* from a backup") as error:

@@ -80,11 +80,15 @@ def test_custom_jsonl_non_ascii_and_empty_captions(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_text(json.dumps({"video": "x.mp4", "caption": ["  ", "un café très chaud"],
                                 "split": "train"}) + "\n"
-                    + json.dumps({"video": "y.mp4", "caption": "", "split": "train"}) + "\n",
+                    + json.dumps({"video": "y.mp4", "caption": ["🙂"], "split": "train"}) + "\n",
                     encoding="utf-8")
     examples = {e.video_id: e for e in load_custom(str(path), str(tmp_path))}
     assert examples["x.mp4"].captions == ["un café très chaud"]
-    assert examples["y.mp4"].problem == "no_captions"
+    assert examples["y.mp4"].problem == "no_captions"  # its one reference holds no word
+    # a row with no caption at all is an error (tests/test_faults_data.py)
+    path.write_text(json.dumps({"video": "y.mp4", "caption": "", "split": "train"}) + "\n")
+    with pytest.raises(datasets.AnnotationError, match="a.jsonl:1: .* has no caption"):
+        load_custom(str(path), str(tmp_path))
 
 
 def test_spreadsheet_csv_is_accepted(tmp_path, video_dir):

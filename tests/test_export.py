@@ -71,6 +71,16 @@ _CLEAN_LOAD = textwrap.dedent("""
         except tf.errors.InvalidArgumentError as e:
             shape_errors = [l.strip() for l in e.message.splitlines() if "Shape of tensor" in l]
             errors[name] = shape_errors[0] if shape_errors else "InvalidArgument"
+    # a request of zero videos: InvalidArgument naming the input
+    for name, call in [
+            ("frames_jpeg", lambda: jpeg_sig(frames_jpeg=tf.zeros([0, 2], tf.string))),
+            ("frames", lambda: float_sig(frames=tf.zeros([0, 2, 8, 8, 3])))]:
+        try:
+            call()
+            result["zero_videos_" + name] = "no error"
+        except tf.errors.OpError as e:
+            result["zero_videos_" + name] = [type(e).__name__] + [
+                l.strip() for l in e.message.splitlines() if "zero videos" in l]
     # a 632-byte JPEG whose header declares 13000x13000 pixels: refused before
     # decoding. ru_maxrss is this process's peak so far, after serving above.
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -178,6 +188,11 @@ def test_clean_process_gives_the_same_captions(exported, tmp_path):
                          "shape [?,?,?,?,3].",
     }
     assert served["after_errors"] == expected
+    for name in ("frames_jpeg", "frames"):  # zero videos: one line naming the input
+        got = served["zero_videos_" + name]
+        assert got[0] == "InvalidArgumentError" and len(got) == 2, got
+        assert got[1].startswith(
+            f"assertion failed: [{name} holds zero videos: send at least one video"), got
 
 
 def test_float_signature_and_saved_model_cli(exported):

@@ -16,6 +16,8 @@ import dataclasses
 import json
 import os
 import posixpath
+import sys
+import unicodedata
 
 from etenet_tf import files
 from etenet_tf.errors import UserError
@@ -50,6 +52,8 @@ class VideoExample:
         attributes: None, or what is known to be in the clip:
             `{attribute: value or [value, paraphrase, ...]}` (see
             `etenet_tf.data.attributes`).
+        empty_references: captions dropped because they hold no word (no
+            letter or digit, e.g. only emoji): they would tokenise to nothing.
     """
 
     video_id: str
@@ -58,6 +62,7 @@ class VideoExample:
     path: str = None
     problem: str = None
     attributes: dict = None
+    empty_references: list = dataclasses.field(default_factory=list)
 
 
 def normalize_split(name, source):
@@ -156,7 +161,23 @@ def directory_of(path):
     return os.path.dirname(path if files.is_remote(path) else os.path.abspath(path))
 
 
+def check_annotation_file(path, what="annotation file"):
+    """Raises `AnnotationError` unless `path` is a regular file (local) or an
+    object (remote): "not found", "is a directory", or "not a regular file"
+    (a FIFO or a device, which reading would block on)."""
+    if files.isfile(path):
+        return
+    if files.isdir(path):
+        raise AnnotationError(f"{what} {path} is a directory; give the file itself "
+                              f"(e.g. {path.rstrip('/')}/<name>)")
+    if files.exists(path):
+        raise AnnotationError(f"{what} {path} is not a regular file (a FIFO, socket or device); "
+                              "give the file itself")
+    raise AnnotationError(f"{what} not found: {path}")
+
+
 def read_json(path):
+    check_annotation_file(path)
     try:
         return json.loads(files.read_text(path))
     except FileNotFoundError:
@@ -170,21 +191,38 @@ def _clean_captions(captions):
     return [c.strip() for c in captions if isinstance(c, str) and c.strip()]
 
 
+def has_words(caption):
+    """Whether a caption holds a word for the tokenizer: a letter or a digit
+    after NFKC (`etenet_tf.text.tokenizer` turns everything else into
+    spaces). Pure Python: sources run where TensorFlow is not imported."""
+    return any(unicodedata.category(c)[0] in "LN" for c in unicodedata.normalize("NFKC", caption))
+
+
 def finish(examples, video_dir):
     """Resolves paths; training videos without a usable caption are marked.
 
     Validation and test videos may have no reference (a user's own clips to
-    caption); they are kept and simply not scored.
+    caption); they are kept and simply not scored. References without a word
+    (only emoji or punctuation) are dropped, kept in `empty_references` for
+    prepare's report, and counted in one warning line on stderr.
     """
     index = VideoIndex(video_dir)
     out = []
     for ex in examples:
-        ex.captions = _clean_captions(ex.captions)
+        captions = _clean_captions(ex.captions)
+        ex.captions = [c for c in captions if has_words(c)]
+        ex.empty_references = [c for c in captions if not has_words(c)]
         if not ex.captions and ex.split == "train":
             ex.problem = "no_captions"
         else:
             ex.path, ex.problem = index.resolve(ex.video_id)
         out.append(ex)
+    empty = [(ex.video_id, c) for ex in out for c in ex.empty_references]
+    if empty:
+        video, caption = empty[0]
+        print(f"warning: {len(empty)} reference caption(s) hold no word (no letter or digit) and "
+              f"are dropped, e.g. {caption!r} of video {video!r}; prepare_report.json lists them "
+              "under empty_references", file=sys.stderr, flush=True)
     return out
 
 

@@ -43,7 +43,7 @@ from etenet_tf.data import attributes as attributes_lib
 from etenet_tf.data import records, video_decode
 from etenet_tf.errors import MissingInputError, UserError
 from etenet_tf.files import write_json
-from etenet_tf.text import ngrams
+from etenet_tf.text import ngrams, tokenizer
 
 PARAMS_FILE = "prepare_params.json"
 DATASET_FILE = "dataset.json"
@@ -333,6 +333,8 @@ def finish(examples, output_dir, plan, *, dataset_name, vocabulary_builder):
         "missing": sorted(skipped.get("missing", [])),
         "unsafe_id": sorted(skipped.get("unsafe_id", [])),
         "no_captions": sorted(skipped.get("no_captions", [])),
+        "empty_references": [{"video": ex.video_id, "caption": c} for ex in examples
+                             for c in ex.empty_references],
         "undecodable": undecodable,
         "vocabulary_size": len(vocabulary),
     }
@@ -349,7 +351,7 @@ def finish(examples, output_dir, plan, *, dataset_name, vocabulary_builder):
 
 def _suggested_length(captions):
     """Sequence length (with <start>/<end>) covering 95% of train captions."""
-    lengths = sorted(len(c.split()) for c in captions)
+    lengths = sorted(len(tokenizer.space_out(c).split()) for c in captions)  # CJK: characters
     if not lengths:
         return 20
     return min(lengths[int(0.95 * (len(lengths) - 1))] + 2, 40)

@@ -16,12 +16,15 @@ attribute file that `prepare` writes (`etenet_tf.data.attributes`).
 
 import re
 
+from etenet_tf.text import tokenizer
+
 ALL = "all"  # the "all attributes right" entry
 PREFIX = "acc_"  # score keys: acc_<attribute>, acc_all
 
 
 def _words(text):
-    return re.findall(r"[^\W_]+", str(text).lower())
+    # Chinese and Japanese: one word per character, as the tokenizer splits them
+    return re.findall(r"[^\W_]+", tokenizer.space_out(str(text)).lower())
 
 
 def _phrase_in(words, phrase):

@@ -22,6 +22,8 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
+from etenet_tf.text import tokenizer
+
 METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 # The punctuation pycocoevalcap's PTBTokenizer removes after tokenising.
 _PTB_PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!",
@@ -56,8 +58,10 @@ def _ptb_tokenize(captions):
 
 
 def _clean(text):
-    # METEOR's line protocol and the tokenizer both break on newlines
-    return " ".join(str(text).split())
+    # METEOR's line protocol and the tokenizer both break on newlines; a
+    # script without spaces (Chinese, Japanese) is one token per character,
+    # as the package's tokenizer and the scst reward count it
+    return " ".join(tokenizer.space_out(str(text)).split())
 
 
 def score(references, predictions, *, tokenize=True, meteor=True, spice=False, timings=None):

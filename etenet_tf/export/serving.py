@@ -18,9 +18,10 @@ model's input size in the graph, and a model trained on T frames per clip
 (any grid or temporal option) takes T frames spread uniformly over the
 frames sent, as `prepare` samples them; the encoder, beam search and
 detokenisation all run inside. A wrong dtype or rank, a last dimension
-other than 3, zero frames, more than `max_frames` frames per video or
-`max_total_frames` per request, a frame larger than `max_frame_pixels`
-(for JPEGs: the size its header declares, checked before decoding), or
+other than 3, zero videos (the message names the input), zero frames,
+more than `max_frames` frames per video or `max_total_frames` per request,
+a frame larger than `max_frame_pixels` (for JPEGs: the size its header
+declares, checked before decoding), or
 bytes that are not JPEG fail with InvalidArgument and a message saying
 which; the next request is unaffected. (Both inputs are declared with
 unknown rank so that the graph itself checks the rank.)
@@ -89,8 +90,10 @@ def build_archive(model, decoding, *, max_frames=limits.MAX_SERVING_FRAMES,
     """
     size = model.image_size
 
-    def check_request(batch, num_frames):
+    def check_request(name, batch, num_frames):
         return [
+            tf.debugging.assert_positive(
+                batch, message=f"{name} holds zero videos: send at least one video"),
             tf.debugging.assert_positive(num_frames, message="the request holds zero frames"),
             tf.debugging.assert_less_equal(
                 num_frames, max_frames, message=f"at most {max_frames} frames per video"),
@@ -114,7 +117,7 @@ def build_archive(model, decoding, *, max_frames=limits.MAX_SERVING_FRAMES,
     def serve_jpeg(frames_jpeg):
         frames_jpeg = tf.ensure_shape(frames_jpeg, [None, None], name="frames_jpeg")
         batch, num_frames = tf.shape(frames_jpeg)[0], tf.shape(frames_jpeg)[1]
-        with tf.control_dependencies(check_request(batch, num_frames)):
+        with tf.control_dependencies(check_request("frames_jpeg", batch, num_frames)):
             if model.num_frames:  # decode only the frames the model uses
                 frames_jpeg = resample_frames(frames_jpeg, model.num_frames)
                 num_frames = tf.shape(frames_jpeg)[1]
@@ -132,7 +135,7 @@ def build_archive(model, decoding, *, max_frames=limits.MAX_SERVING_FRAMES,
     def serve_frames(frames):
         frames = tf.ensure_shape(frames, [None, None, None, None, 3], name="frames")
         shape = tf.shape(frames)
-        checks = check_request(shape[0], shape[1]) + [tf.debugging.assert_less_equal(
+        checks = check_request("frames", shape[0], shape[1]) + [tf.debugging.assert_less_equal(
             tf.cast(shape[2], tf.int64) * tf.cast(shape[3], tf.int64),
             tf.constant(max_frame_pixels, tf.int64),
             message=f"{records.FRAME_TOO_LARGE}: frames have more than {max_frame_pixels} "

@@ -13,7 +13,8 @@ Layout under a stage directory (`<model_dir>/<stage>`, see `run_dir`):
 
 Damage on disk: a checkpoint is read through (every tensor's checksum)
 before it is restored. If the newest resume checkpoint is damaged (flipped
-bytes, a missing data file), a warning names it, its files are renamed
+bytes, a missing, truncated or overwritten data or index file: anything
+`run_dir.unreadable_reason` cannot read), a warning names it, its files are renamed
 `*.corrupt`, and the newest intact one is used. An unreadable `checkpoint`
 state file is rebuilt from the `ckpt-N.index` files present. A damaged
 `best/` is an error that says what to do: it is the only copy of the best

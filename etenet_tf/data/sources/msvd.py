@@ -8,6 +8,7 @@ from etenet_tf.data.examples import (
     AnnotationError,
     VideoExample,
     VideoIndex,
+    check_annotation_file,
     directory_of,
     finish,
     read_json,
@@ -40,8 +41,7 @@ def load_msvd(captions_path, video_dir, split_dir=None, mapping_path=None):
                     split_of[line.strip()] = split
     aliases = {}
     if mapping_path:
-        if not files.isfile(mapping_path):
-            raise AnnotationError(f"MSVD mapping file not found: {mapping_path}")
+        check_annotation_file(mapping_path, "MSVD mapping file")
         for line in files.read_text(mapping_path).splitlines():
             parts = line.split()
             if len(parts) != 2 or not parts[1].startswith("vid"):
