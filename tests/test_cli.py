@@ -54,14 +54,14 @@ def test_main_py_gives_one_line_and_exit_2(args, needle):
 
 def test_finetune_without_pretrain_exits_2(tmp_path):
     result = run_cli("--stage=finetune", f"--model_dir={tmp_path}/m",
-                      f"--records_dir={tmp_path}/r")
+                     f"--records_dir={tmp_path}/r")
     assert result.returncode == 2
     assert "error:" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_annotations_exit_1_with_message(tmp_path):
     result = run_cli("--stage=prepare", "--dataset=custom", f"--annotations={tmp_path}/x.csv",
-                      f"--records_dir={tmp_path}/r")
+                     f"--records_dir={tmp_path}/r")
     assert result.returncode == 1
     assert "annotation file not found" in result.stderr and "Traceback" not in result.stderr
 
@@ -70,7 +70,7 @@ def test_messages_keep_their_quotes(tmp_path):
     bad = tmp_path / "ann.jsonl"
     bad.write_text('{"video": "a.mp4"}\n')
     result = run_cli("--stage=prepare", "--dataset=custom", f"--annotations={bad}",
-                      f"--records_dir={tmp_path}/r")
+                     f"--records_dir={tmp_path}/r")
     assert result.returncode == 1
     assert error_lines(result) == [f"error: {bad}:1: needs keys 'video' and 'caption'"]
 
@@ -80,8 +80,8 @@ def test_batch_larger_than_the_split_is_an_error(shapes_records, tmp_path):
     done" and exit 0 with best.json at step 0."""
     model_dir = tmp_path / "model"
     result = run_cli("--stage=pretrain", f"--records_dir={shapes_records.data.records_dir}",
-                      f"--model_dir={model_dir}", "--batch_size=200", "--encoder_weights=none",
-                      "--image_size=75")
+                     f"--model_dir={model_dir}", "--batch_size=200", "--encoder_weights=none",
+                     "--image_size=75")
     assert result.returncode == 2, result.stderr[-3000:]
     errors = error_lines(result)
     assert len(errors) == 1 and "--batch_size=200 is larger than the 48 training videos" in \
@@ -141,7 +141,7 @@ def test_caption_output_that_is_a_directory_fails_before_captioning(trained_mode
                                                                     tmp_path):
     video = os.path.join(os.path.dirname(__file__), "data", "moviepy_bitmap.mp4")
     result = run_cli("--stage=caption", f"--model_dir={trained_model_dir.model_dir}",
-                      f"--videos={video}", f"--output={tmp_path}")
+                     f"--videos={video}", f"--output={tmp_path}")
     assert result.returncode == 2, result.stderr[-3000:]
     assert error_lines(result) == [
         f"error: --output={tmp_path} is a directory; give a file name, e.g. "
