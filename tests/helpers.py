@@ -1,6 +1,9 @@
-"""What the tests share: paths, running `main.py`, configs as flags, and a
-layer test in the spirit of keras-hub's `run_layer_test`."""
+"""What the tests share: paths, the tiny model's config, running `main.py`
+(in this process or in a fresh one), configs as flags, unprivileged child
+processes, and a layer test in the spirit of keras-hub's `run_layer_test`."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -17,8 +20,28 @@ SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared", "data"))
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 
+# The tiny model has every option of the real one on: an encoder cut at
+# mixed2, a 2x2 grid and the temporal GRU.
+TINY = dict(frames=2, image_size=75, min_word_count=1, encoder_weights="none",
+            feature_layer="mixed2", spatial_grid=2, temporal="gru", context_dim=16,
+            embedding_dim=16, hidden_dim=24, attention_dim=16, dropout=0.1, batch_size=8,
+            eval_batch_size=16, pretrain_epochs=2, finetune_epochs=1, learning_rate=3e-3,
+            encoder_learning_rate=1e-5, checkpoint_every_steps=3, beam_size=2,
+            max_decode_length=10, calibration_batches=2, shapes_train_per_combination=1,
+            videos_per_shard=16)
+
+
 def data_path(name):
     return os.path.join(DATA, name)
+
+
+def tiny_cfg(tmp, **overrides):
+    """An `ExperimentConfig` of the tiny model, writing under `tmp`."""
+    from etenet_tf.jobs import ExperimentConfig
+    values = dict(TINY, records_dir=os.path.join(tmp, "records"),
+                  model_dir=os.path.join(tmp, "model"), stage="prepare")
+    values.update(overrides)
+    return ExperimentConfig.from_flat(values)
 
 
 def python_env(**extra):
@@ -31,6 +54,23 @@ def run_main(*args, timeout=300, env=None, **kwargs):
     return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args],
                           capture_output=True, text=True, cwd=kwargs.pop("cwd", ROOT),
                           timeout=timeout, env=python_env(**(env or {})), **kwargs)
+
+
+def run_cli(*args):
+    """Runs `main.py` with these flags in this process (flag parsing, the
+    job, the one-line errors and exit status: `cli.main.run_in_process`),
+    for tests where no process boundary is under test. Returns a
+    `CompletedProcess` like `run_main`'s, with what Python printed to
+    stdout and stderr."""
+    from etenet_tf.cli import main as cli_main
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli_main.run_in_process(["main.py", *args])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return subprocess.CompletedProcess(["main.py", *args], code, out.getvalue(), err.getvalue())
 
 
 def start_main(args, log, env=None, **kwargs):
@@ -55,6 +95,29 @@ def run_python(code, *args, timeout=300, env=None, **kwargs):
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           cwd=kwargs.pop("cwd", ROOT), timeout=timeout,
                           env=python_env(**(env or {})), **kwargs)
+
+
+def _drop_write_override():
+    """preexec_fn: a root process loses the capabilities that let it write
+    and read anywhere, so file permission bits apply to it as to any user."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def unprivileged():
+    """`preexec_fn` for a subprocess that must respect permission bits
+    (None when this process is not root anyway)."""
+    return _drop_write_override if os.geteuid() == 0 else None
+
+
+def read_only_dir(path):
+    """Makes `path` a directory that an `unprivileged()` process cannot write."""
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o555)
+    return str(path)
 
 
 def run_layer_test(layer_cls, init_kwargs, inputs, *, expected_output_shape, call_kwargs=None,

@@ -1,15 +1,20 @@
 """The benchmarks run end to end at toy sizes and report every figure.
 
 (Their numbers are not checked here: speed targets live in the benchmark
-output, not in timed tests.)
+output, not in timed tests.) Marked `slow`: it runs every benchmark, some in
+fresh processes; `pytest tests` (the README's command and CI) still runs
+it, and `-m "not slow"` leaves it out.
 """
 
 import json
 import math
 
+import pytest
+
 from benchmarks import run
 
 
+@pytest.mark.slow
 def test_benchmarks_run_and_report(tmp_path, capsys):
     output = tmp_path / "results.json"
     run.main([

@@ -1,15 +1,19 @@
-"""The command line: flags, one-line errors and exit codes, write targets."""
+"""The command line: flags, one-line errors and exit codes, write targets.
 
-import json
+The flags are parsed and the job run in this process (`helpers.run_cli`);
+`main.py` itself runs in a fresh interpreter only where the process is
+what is under test: the entry point, and permission bits that apply to a
+process without root's capabilities.
+"""
+
+import glob
 import os
 
 import pytest
 
-from conftest import read_only_dir, unprivileged
-from helpers import error_lines, run_main, run_python
+from helpers import ROOT, error_lines, read_only_dir, run_cli, run_main, unprivileged
 
-
-@pytest.mark.parametrize("args,needle", [
+BAD_FLAGS = [
     (["--stage=fly"], "stage"),
     (["--stage=prepare", "--dataset=imagenet"], "dataset"),
     (["--stage=pretrain", "--encoder=vgg99"], "vgg99"),
@@ -25,25 +29,39 @@ from helpers import error_lines, run_main, run_python
     (["--stage=finetune", "--remat=planned", "--finetune_blocks=0"],
      "--finetune_blocks=0 freezes the encoder"),
     (["--stage=all", "--remat=blocks", "--finetune_blocks=0"], "drop --remat"),
-])
-def test_bad_flags_give_one_line_and_exit_2(args, needle):
-    result = run_main(*args)
+]
+
+
+def assert_one_usage_line(result, needle):
     assert result.returncode == 2, result.stderr
     lines = error_lines(result)
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert "Traceback" not in result.stderr and "ERROR:" not in lines[0]
 
 
+@pytest.mark.parametrize("args,needle", BAD_FLAGS)
+def test_bad_flags_give_one_line_and_exit_2(args, needle):
+    assert_one_usage_line(run_cli(*args), needle)
+
+
+@pytest.mark.parametrize("args,needle", [BAD_FLAGS[0], BAD_FLAGS[7], BAD_FLAGS[10]],
+                         ids=["absl_parse", "config_check", "flagfile"])
+def test_main_py_gives_one_line_and_exit_2(args, needle):
+    """The entry point itself (absl's `app.run`, a fresh interpreter): a bad
+    flag from absl's parser, one from the config's checks, a missing flagfile."""
+    assert_one_usage_line(run_main(*args), needle)
+
+
 def test_finetune_without_pretrain_exits_2(tmp_path):
-    result = run_main("--stage=finetune", f"--model_dir={tmp_path}/m",
-                      f"--records_dir={tmp_path}/r")
+    result = run_cli("--stage=finetune", f"--model_dir={tmp_path}/m",
+                     f"--records_dir={tmp_path}/r")
     assert result.returncode == 2
     assert "error:" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_annotations_exit_1_with_message(tmp_path):
-    result = run_main("--stage=prepare", "--dataset=custom", f"--annotations={tmp_path}/x.csv",
-                      f"--records_dir={tmp_path}/r")
+    result = run_cli("--stage=prepare", "--dataset=custom", f"--annotations={tmp_path}/x.csv",
+                     f"--records_dir={tmp_path}/r")
     assert result.returncode == 1
     assert "annotation file not found" in result.stderr and "Traceback" not in result.stderr
 
@@ -51,8 +69,8 @@ def test_missing_annotations_exit_1_with_message(tmp_path):
 def test_messages_keep_their_quotes(tmp_path):
     bad = tmp_path / "ann.jsonl"
     bad.write_text('{"video": "a.mp4"}\n')
-    result = run_main("--stage=prepare", "--dataset=custom", f"--annotations={bad}",
-                      f"--records_dir={tmp_path}/r")
+    result = run_cli("--stage=prepare", "--dataset=custom", f"--annotations={bad}",
+                     f"--records_dir={tmp_path}/r")
     assert result.returncode == 1
     assert error_lines(result) == [f"error: {bad}:1: needs keys 'video' and 'caption'"]
 
@@ -61,9 +79,9 @@ def test_batch_larger_than_the_split_is_an_error(shapes_records, tmp_path):
     """48 training videos, --batch_size=200: before, zero steps, "pretrain
     done" and exit 0 with best.json at step 0."""
     model_dir = tmp_path / "model"
-    result = run_main("--stage=pretrain", f"--records_dir={shapes_records.data.records_dir}",
-                      f"--model_dir={model_dir}", "--batch_size=200", "--encoder_weights=none",
-                      "--image_size=75")
+    result = run_cli("--stage=pretrain", f"--records_dir={shapes_records.data.records_dir}",
+                     f"--model_dir={model_dir}", "--batch_size=200", "--encoder_weights=none",
+                     "--image_size=75")
     assert result.returncode == 2, result.stderr[-3000:]
     errors = error_lines(result)
     assert len(errors) == 1 and "--batch_size=200 is larger than the 48 training videos" in \
@@ -122,8 +140,8 @@ def test_write_targets_are_checked_before_any_work(trained_model_dir, tmp_path, 
 def test_caption_output_that_is_a_directory_fails_before_captioning(trained_model_dir,
                                                                     tmp_path):
     video = os.path.join(os.path.dirname(__file__), "data", "moviepy_bitmap.mp4")
-    result = run_main("--stage=caption", f"--model_dir={trained_model_dir.model_dir}",
-                      f"--videos={video}", f"--output={tmp_path}")
+    result = run_cli("--stage=caption", f"--model_dir={trained_model_dir.model_dir}",
+                     f"--videos={video}", f"--output={tmp_path}")
     assert result.returncode == 2, result.stderr[-3000:]
     assert error_lines(result) == [
         f"error: --output={tmp_path} is a directory; give a file name, e.g. "
@@ -133,6 +151,8 @@ def test_caption_output_that_is_a_directory_fails_before_captioning(trained_mode
 
 @pytest.mark.parametrize("stage,flag", [("pretrain", "model_dir"), ("export", "export_dir")])
 def test_unwritable_directories_are_one_line(trained_model_dir, tmp_path, stage, flag):
+    """A fresh `main.py` without root's capabilities (as a user runs it), so
+    the directory's permission bits apply."""
     locked = read_only_dir(tmp_path / "read_only")
     cfg = trained_model_dir
     result = run_main(f"--stage={stage}", f"--records_dir={cfg.data.records_dir}",
@@ -161,26 +181,24 @@ def test_shapes_clips_go_to_the_given_video_dir(shapes_records, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["my_clips"]  # nothing beside it
 
 
-def test_every_preset_parses_and_validates():
+def test_every_preset_parses_and_validates(monkeypatch):
     """Each `flags/*.cfg` (a flagfile may include another) gives a config
     whose sections validate, with the values the preset states."""
-    code = """
-import glob, json, os
-from absl import flags
-from etenet_tf.cli import flags as flags_lib
-flags_lib.define_flags()
-out = {}
-for path in sorted(glob.glob("flags/*.cfg")):
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["main.py", "--flagfile=" + path, "--stage=pretrain"])
-    config = flags_lib.to_config()
-    config.validate()
-    out[os.path.basename(path)] = config.to_flat()
-print(json.dumps(out, default=str))
-"""
-    result = run_python(code)
-    assert result.returncode == 0, result.stderr[-3000:]
-    presets = json.loads(result.stdout.strip().splitlines()[-1])
+    from absl import flags
+
+    from etenet_tf.cli import flags as flags_lib
+    monkeypatch.chdir(ROOT)  # presets include each other by relative path
+    flags_lib.define_flags()
+    presets = {}
+    try:
+        for path in sorted(glob.glob("flags/*.cfg")):
+            flags.FLAGS.unparse_flags()
+            flags.FLAGS(["main.py", "--flagfile=" + path, "--stage=pretrain"])
+            config = flags_lib.to_config()
+            config.validate()
+            presets[os.path.basename(path)] = config.to_flat()
+    finally:
+        flags.FLAGS.unparse_flags()
     assert {"shapes.cfg", "msrvtt.cfg", "msvd.cfg", "msrvtt_paper.cfg",
             "msvd_paper.cfg"} <= set(presets)
     for name in ("msrvtt", "msvd"):

@@ -81,3 +81,19 @@ def run():
         app.run(main, flags_parser=_parse)
     except KeyboardInterrupt as e:  # before main() started
         _fail(f"stopped by {interrupts.signal_name(e)}", code=interrupts.exit_code(e))
+
+
+def run_in_process(argv):
+    """Parses `argv` (`["main.py", "--flag=value", ...]`) and runs it as
+    `main.py` does, in this process, without `app.run`'s process set-up
+    (signal handlers, absl's logging start-up): the tests' seam for the
+    command line where no process boundary is under test. Exits as
+    `main.py` would (`SystemExit` with the status); the flags are reset
+    before and after.
+    """
+    flags_lib.define_flags()
+    absl_flags.FLAGS.unparse_flags()
+    try:
+        main(_parse(argv))
+    finally:
+        absl_flags.FLAGS.unparse_flags()
