@@ -12,11 +12,31 @@ captions use: each value has a list of phrases (`"up"`: "up", "upwards",
 "upward"), and a caption word also matches a phrase word followed by `s`
 or `es` (plurals). The phrases and every clip's values come from the
 attribute file that `prepare` writes (`etenet_tf.data.attributes`).
+
+Attributes named after a role in an event (`ROLE_SLOTS`: subject, action,
+object, region, order; the scenes data has all five) are checked where
+they occur, not only whether they occur, since a caption of several objects
+names several objects:
+- the caption is split into events in time order at "then", "after that",
+  "afterwards", "before" ("A before B": A first) and "after" ("B after A":
+  A first);
+- in each event the phrases of subject/object values (noun phrases),
+  actions and regions are found, longest first; noun phrases before the
+  action are its subject and after it its object, swapped when the action
+  phrase is passive (ends with "by": "is approached by");
+- `subject`, `action`, `object` and `region` are right when the first event
+  names exactly the true value (`"none"`: no object / no region named);
+- `order` is what happens second: a clause in the same vocabulary ("large
+  blue square grows"), right when the caption's second event has that
+  subject, action and object and there is no third; `"none"`: the caption
+  describes one event.
 """
 
 import re
 
 ALL = "all"  # the "all attributes right" entry
+ROLE_SLOTS = ("subject", "action", "object", "region", "order")
+NONE = "none"  # a role slot's value when the role is empty
 PREFIX = "acc_"  # score keys: acc_<attribute>, acc_all
 
 
@@ -48,6 +68,82 @@ def mentioned(caption, phrases_by_value):
             if any(_phrase_in(words, p) for p in phrases)}
 
 
+class _Vocabulary:
+    """The phrases of a spec's role slots, for parsing captions into events."""
+
+    def __init__(self, spec):
+        self.phrases = []  # (words, kind, value, passive), longest first
+        for kind, names in (("noun", ("subject", "object")), ("action", ("action",)),
+                            ("region", ("region",))):
+            for name in names:
+                for value, phrases in spec.get(name, {}).items():
+                    if value == NONE:
+                        continue
+                    for phrase in phrases:
+                        words = tuple(_words(phrase))
+                        if words:
+                            self.phrases.append((words, kind, value, words[-1] == "by"))
+        self.phrases.sort(key=lambda p: -len(p[0]))
+
+    def _match(self, words, i):
+        for phrase in self.phrases:
+            target = phrase[0]
+            if len(target) <= len(words) - i and all(
+                    w in (t, t + "s", t + "es") for w, t in zip(words[i:], target)):
+                return phrase
+        return None
+
+    def clause(self, words):
+        """One event's roles: {"subject", "action", "object", "region"} -> sets."""
+        found, i = [], 0
+        while i < len(words):
+            phrase = self._match(words, i)
+            if phrase is None:
+                i += 1
+                continue
+            found.append(phrase)
+            i += len(phrase[0])
+        event = {"subject": set(), "action": set(), "object": set(), "region": set()}
+        actions = [p for p in found if p[1] == "action"]
+        first = found.index(actions[0]) if actions else len(found)
+        passive = bool(actions) and actions[0][3]
+        for n, (_, kind, value, _) in enumerate(found):
+            if kind == "noun":
+                before = n < first
+                event["subject" if before != passive else "object"].add(value)
+            elif kind == "action" or kind == "region":
+                event[kind].add(value)
+        return event
+
+    def events(self, caption):
+        """The events of a caption in time order."""
+        return self._split(_words(caption))
+
+    def _split(self, words):
+        for i, word in enumerate(words):
+            if word in ("then", "afterwards", "before") or (
+                    word == "after" and i + 1 < len(words) and words[i + 1] == "that"):
+                skip = 2 if word == "after" else 1
+                return self._split(words[:i]) + self._split(words[i + skip:])
+            if word == "after":
+                return self._split(words[i + 1:]) + self._split(words[:i])
+        event = self.clause(words)
+        return [event] if any(event.values()) else []
+
+
+def _role_right(name, value, events, vocabulary):
+    """Whether parsed `events` get role slot `name` right."""
+    if name == "order":
+        if value == NONE:
+            return len(events) == 1
+        want = vocabulary.clause(_words(value))
+        return len(events) == 2 and all(
+            events[1][role] == want[role] for role in ("subject", "action", "object"))
+    if not events:
+        return False
+    return events[0][name] == (set() if value == NONE else {value})
+
+
 def accuracy(predictions, truth, spec):
     """Per-attribute and all-right accuracy of captions.
 
@@ -67,13 +163,19 @@ def accuracy(predictions, truth, spec):
     right = {name: 0 for name in spec}
     counted = {name: 0 for name in spec}
     all_right = 0
+    vocabulary = _Vocabulary(spec) if any(name in spec for name in ROLE_SLOTS) else None
     for video in ids:
         ok = True
+        events = vocabulary.events(predictions[video]) if vocabulary else None
         for name, value in truth[video].items():
             if name not in spec:
                 continue
             counted[name] += 1
-            if mentioned(predictions[video], spec[name]) == {value}:
+            if name in ROLE_SLOTS:
+                good = _role_right(name, value, events, vocabulary)
+            else:
+                good = mentioned(predictions[video], spec[name]) == {value}
+            if good:
                 right[name] += 1
             else:
                 ok = False

@@ -72,6 +72,28 @@ class EncoderWeightsError(UserError):
     """Encoder weights were asked for but cannot be found or fetched."""
 
 
+class EncoderWeightsMismatchError(UsageError):
+    """A weights file that does not fit the encoder (another network's file,
+    other layer shapes, a truncated or damaged file): exit status 2."""
+
+
+def _load_failure(encoder_name, weights, error):
+    """The one-line `EncoderWeightsMismatchError` of a weights file that the
+    backbone refused."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, OSError):
+        reason = "not a complete HDF5 file: truncated or damaged"
+        if "truncated" not in text:
+            reason = f"not a readable HDF5 weights file ({text[:120]})"
+    else:
+        reason = text[:200]
+    return EncoderWeightsMismatchError(
+        f"encoder weights {weights} do not fit {encoder_name} ({reason}): pass a "
+        f"{encoder_name} no-top weights file (as keras.applications or `python -m "
+        "benchmarks.standin_encoder` write them), --encoder_weights=imagenet or "
+        "--encoder_weights=none")
+
+
 def get_spec(encoder_name):
     if encoder_name not in ENCODERS:
         raise ValueError(
@@ -170,10 +192,17 @@ def build_backbone(encoder_name, image_size, feature_layer=None, weights=None):
 
     Raises:
         EncoderOptionError: `feature_layer` is not a layer of the backbone.
+        EncoderWeightsMismatchError: the weights file does not fit the
+            backbone (Keras checks every variable's shape and count).
     """
     spec = get_spec(encoder_name)
-    backbone = spec.constructor(include_top=False, weights=weights,
-                                input_shape=(image_size, image_size, 3))
+    try:
+        backbone = spec.constructor(include_top=False, weights=weights,
+                                    input_shape=(image_size, image_size, 3))
+    except (ValueError, OSError, KeyError, TypeError) as e:
+        if weights is None:
+            raise
+        raise _load_failure(encoder_name, weights, e) from None
     if not feature_layer:
         return backbone
     try:
