@@ -72,7 +72,7 @@ class _Vocabulary:
     """The phrases of a spec's role slots, for parsing captions into events."""
 
     def __init__(self, spec):
-        self.phrases = []  # (words, kind, value, passive), longest first
+        self.phrases = {}  # first word -> [(words, kind, value, passive)], longest first
         for kind, names in (("noun", ("subject", "object")), ("action", ("action",)),
                             ("region", ("region",))):
             for name in names:
@@ -82,16 +82,28 @@ class _Vocabulary:
                     for phrase in phrases:
                         words = tuple(_words(phrase))
                         if words:
-                            self.phrases.append((words, kind, value, words[-1] == "by"))
-        self.phrases.sort(key=lambda p: -len(p[0]))
+                            self.phrases.setdefault(words[0], []).append(
+                                (words, kind, value, words[-1] == "by"))
+        for candidates in self.phrases.values():
+            candidates.sort(key=lambda p: -len(p[0]))
+        self._clauses = {}
 
     def _match(self, words, i):
-        for phrase in self.phrases:
-            target = phrase[0]
-            if len(target) <= len(words) - i and all(
-                    w in (t, t + "s", t + "es") for w, t in zip(words[i:], target)):
-                return phrase
+        word = words[i]
+        bases = [word] + [word[:-n] for n in (1, 2) if word.endswith("es"[2 - n:])]
+        for base in bases:
+            for phrase in self.phrases.get(base, ()):
+                target = phrase[0]
+                if len(target) <= len(words) - i and all(
+                        w in (t, t + "s", t + "es") for w, t in zip(words[i:], target)):
+                    return phrase
         return None
+
+    def parsed_value(self, value):
+        """The roles of an `order` value (a clause), parsed once."""
+        if value not in self._clauses:
+            self._clauses[value] = self.clause(_words(value))
+        return self._clauses[value]
 
     def clause(self, words):
         """One event's roles: {"subject", "action", "object", "region"} -> sets."""
@@ -136,7 +148,7 @@ def _role_right(name, value, events, vocabulary):
     if name == "order":
         if value == NONE:
             return len(events) == 1
-        want = vocabulary.clause(_words(value))
+        want = vocabulary.parsed_value(value)
         return len(events) == 2 and all(
             events[1][role] == want[role] for role in ("subject", "action", "object"))
     if not events:
