@@ -86,7 +86,14 @@ def _load_failure(encoder_name, weights, error):
         if "truncated" not in text:
             reason = f"not a readable HDF5 weights file ({text[:120]})"
     else:
-        reason = text[:200]
+        # Keras: "A total of N objects could not be loaded. Example error message
+        # for object <Conv2D name=conv2d, built=True>: <why> List of objects ..."
+        found = re.match(r"A total of (\d+) objects could not be loaded\. Example error message "
+                         r"for object <\w+ name=([^,>]+)[^>]*>:\s*(.*?)(\s*List of objects.*)?$",
+                         text)
+        if found:
+            text = f"{found[1]} layers could not be loaded, e.g. {found[2]}: {found[3]}"
+        reason = text if len(text) <= 300 else text[:297] + "..."
     return EncoderWeightsMismatchError(
         f"encoder weights {weights} do not fit {encoder_name} ({reason}): pass a "
         f"{encoder_name} no-top weights file (as keras.applications or `python -m "
