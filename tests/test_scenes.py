@@ -206,7 +206,7 @@ def _bad_weights(kind, good, tmp_path):
 @pytest.mark.parametrize("kind,reason", [
     ("truncated", "not a complete HDF5 file: truncated or damaged"),
     ("other_network", "could not be loaded"),
-    ("other_shapes", "1 layers could not be loaded, e.g. conv2d: The shape of the target"),
+    ("other_shapes", "1 layers could not be loaded, e.g. conv2d"),
 ])
 def test_weights_files_that_do_not_fit_are_one_line_usage_errors(standin, tmp_path, kind,
                                                                     reason):
@@ -218,6 +218,8 @@ def test_weights_files_that_do_not_fit_are_one_line_usage_errors(standin, tmp_pa
     assert "\n" not in message and error.value.exit_code == 2
     assert message.startswith(f"encoder weights {path} do not fit inception_v3") and \
         reason in message and "--encoder_weights=none" in message
+    if kind == "other_shapes":
+        assert "value.shape=(3, 3, 3, 33)" in message
 
 
 @pytest.fixture(scope="module")
