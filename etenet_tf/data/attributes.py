@@ -4,6 +4,11 @@
 dataset gives attributes (the shapes data always does; a custom JSONL may
 give an `attributes` object per clip). Evaluation reads it to check what
 captions get right (`etenet_tf.evaluation.attributes`).
+
+Attributes named `subject`, `action`, `object`, `region` and `order` (the
+scenes data gives all five; a custom JSONL may too) are role slots: the
+matcher checks them where they occur in the caption's events, and `order`'s
+value is a clause ("large blue square grows") or "none".
 """
 
 import json

@@ -29,6 +29,11 @@ class DataConfig:
         max_frame_pixels: largest frame (height x width) decoded anywhere.
         shapes_train_per_combination: shapes training clips per combination.
         shapes_seed: shapes generation seed.
+        scenes_seed: scenes generation seed.
+        scenes_train_videos: scenes training clips.
+        scenes_eval_videos: scenes validation and test clips (each).
+        scenes_clutter: fraction of scenes clips with a cluttered background.
+        scenes_max_objects: most objects in a scenes clip (2 or 3).
     """
 
     dataset: str = option("shapes", "Data source for prepare.", choices=SOURCES)
@@ -57,6 +62,15 @@ class DataConfig:
     shapes_seed: int = option(1234, "shapes: generation seed (another seed renders clips that "
                               "share nothing with the default ones, e.g. to test on unseen "
                               "clips).")
+    scenes_seed: int = option(4321, "scenes: generation seed (another seed renders unseen "
+                              "clips).", low=0)
+    scenes_train_videos: int = option(600, "scenes: training clips.", low=1, high=99999)
+    scenes_eval_videos: int = option(120, "scenes: validation clips and test clips (each).",
+                                     low=1, high=99999)
+    scenes_clutter: float = option(0.5, "scenes: fraction of clips with a cluttered background "
+                                   "(texture, strong noise, grey distractor shapes).", low=0.0,
+                                   high=1.0)
+    scenes_max_objects: int = option(3, "scenes: most objects per clip (2 or 3).", low=2, high=3)
 
     def validate(self, preparing=False):
         """Raises `UsageError` for values no run can use.

@@ -72,6 +72,35 @@ class EncoderWeightsError(UserError):
     """Encoder weights were asked for but cannot be found or fetched."""
 
 
+class EncoderWeightsMismatchError(UsageError):
+    """A weights file that does not fit the encoder (another network's file,
+    other layer shapes, a truncated or damaged file): exit status 2."""
+
+
+def _load_failure(encoder_name, weights, error):
+    """The one-line `EncoderWeightsMismatchError` of a weights file that the
+    backbone refused."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, OSError):
+        reason = "not a complete HDF5 file: truncated or damaged"
+        if "truncated" not in text:
+            reason = f"not a readable HDF5 weights file ({text[:120]})"
+    else:
+        # Keras: "A total of N objects could not be loaded. Example error message
+        # for object <Conv2D name=conv2d, built=True>: <why> List of objects ..."
+        found = re.match(r"A total of (\d+) objects could not be loaded\. Example error message "
+                         r"for object <\w+ name=([^,>]+)[^>]*>:\s*(.*?)(\s*List of objects.*)?$",
+                         text)
+        if found:
+            text = f"{found[1]} layers could not be loaded, e.g. {found[2]}: {found[3]}"
+        reason = text if len(text) <= 300 else text[:297] + "..."
+    return EncoderWeightsMismatchError(
+        f"encoder weights {weights} do not fit {encoder_name} ({reason}): pass a "
+        f"{encoder_name} no-top weights file (as keras.applications or `python -m "
+        "benchmarks.standin_encoder` write them), --encoder_weights=imagenet or "
+        "--encoder_weights=none")
+
+
 def get_spec(encoder_name):
     if encoder_name not in ENCODERS:
         raise ValueError(
@@ -170,10 +199,17 @@ def build_backbone(encoder_name, image_size, feature_layer=None, weights=None):
 
     Raises:
         EncoderOptionError: `feature_layer` is not a layer of the backbone.
+        EncoderWeightsMismatchError: the weights file does not fit the
+            backbone (Keras checks every variable's shape and count).
     """
     spec = get_spec(encoder_name)
-    backbone = spec.constructor(include_top=False, weights=weights,
-                                input_shape=(image_size, image_size, 3))
+    try:
+        backbone = spec.constructor(include_top=False, weights=weights,
+                                    input_shape=(image_size, image_size, 3))
+    except (ValueError, OSError, KeyError, TypeError) as e:
+        if weights is None:
+            raise
+        raise _load_failure(encoder_name, weights, e) from None
     if not feature_layer:
         return backbone
     try:

@@ -31,6 +31,7 @@ class Source:
 
 SOURCES = {
     "shapes": Source("shapes", False, "synthetic moving shapes, generated on the spot"),
+    "scenes": Source("scenes", False, "synthetic multi-object scenes (where, relation, order)"),
     "msrvtt": Source("msrvtt", True, "MSR-VTT v1.0 official annotations"),
     "msvd": Source("msvd", True, "MSVD captions with split lists or youtube_mapping.txt"),
     "custom": Source("custom", True, "a CSV or JSONL of video, caption, split, attributes"),

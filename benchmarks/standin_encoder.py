@@ -1,0 +1,191 @@
+"""A stand-in for ImageNet pretraining: an encoder trained on another task.
+
+    python -m benchmarks.standin_encoder                # runs/standin/standin.weights.h5
+    python main.py --flagfile=flags/scenes.cfg --stage=pretrain \\
+        --encoder_weights=runs/standin/standin.weights.h5
+
+ImageNet weights cannot be downloaded here, and the paper's claim (end to
+end fine-tuning beats a frozen *pretrained* encoder) needs a pretrained
+encoder. This trains the backbone of the scenes preset (keras.applications
+InceptionV3 up to `mixed2`, 75 px, the encoder's own [-1, 1] preprocessing)
+on a static image task that is not the scenes captions: telling apart 10
+glyphs (ring, star, hexagon, crescent, bar, L, T, X, hourglass, half disc;
+none of them a scenes shape) of any colour, size and place, one per image,
+on plain, textured or noisy backgrounds with grey clutter. Like ImageNet
+features, these know objects, edges and colour but were not trained for
+where things are, how they move, or what the captions say.
+
+The weights are written as the whole no-top backbone
+(`<name>.weights.h5`, written to a temporary name and renamed), so
+`--encoder_weights=PATH` loads them exactly as it loads ImageNet's, at any
+image size; layers above the trained feature layer keep their seeded random
+initialisation (the preset does not use them). BatchNorm statistics are
+those of the glyph images (no calibration on scenes frames happens for a
+weights file, as for ImageNet). Deterministic: seeded data, weights and
+order, TensorFlow op determinism on. A `<name>.json` beside the weights
+records the settings, held-out accuracy and wall time.
+
+Why a benchmarks/ script and not a stage: it is a fixture of the scenes
+benchmark (the stand-in for a download), not part of training a captioner;
+a stage would add flags and a job to the product for something no user of
+real data needs (they use `--encoder_weights=imagenet`).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GLYPHS = ("ring", "star", "hexagon", "crescent", "bar", "ell", "tee", "ex", "hourglass",
+          "half_disc")
+
+
+def _glyph_mask(glyph, x, y, r, angle):
+    """Mask of a glyph of radius `r` centred at 0, turned by `angle`."""
+    c, s = np.cos(angle), np.sin(angle)
+    x, y = c * x + s * y, -s * x + c * y
+    d = np.hypot(x, y)
+    if glyph == "ring":
+        return (d <= r) & (d >= 0.6 * r)
+    if glyph == "star":
+        theta = np.arctan2(y, x)
+        return d <= r * (0.55 + 0.45 * np.cos(5 * theta) ** 8)
+    if glyph == "hexagon":
+        a = np.abs(x), np.abs(y)
+        return (a[1] <= 0.87 * r) & (0.5 * a[1] + 0.87 * a[0] <= 0.87 * r)
+    if glyph == "crescent":
+        return (d <= r) & (np.hypot(x - 0.45 * r, y) > 0.8 * r)
+    if glyph == "bar":
+        return (np.abs(x) <= r) & (np.abs(y) <= 0.3 * r)
+    if glyph == "ell":
+        box = (np.abs(x) <= r) & (np.abs(y) <= r)
+        return box & ((x <= -0.4 * r) | (y >= 0.4 * r))
+    if glyph == "tee":
+        box = (np.abs(x) <= r) & (np.abs(y) <= r)
+        return box & ((y <= -0.4 * r) | (np.abs(x) <= 0.3 * r))
+    if glyph == "ex":
+        box = (np.abs(x) <= r) & (np.abs(y) <= r)
+        return box & ((np.abs(x - y) <= 0.4 * r) | (np.abs(x + y) <= 0.4 * r))
+    if glyph == "hourglass":
+        return (np.abs(y) <= r) & (np.abs(x) <= np.abs(y))
+    return (d <= r) & (y <= 0)  # half disc
+
+
+def render_images(count, size, seed):
+    """`(images uint8 [count, size, size, 3], labels int32 [count])`."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    images = np.empty((count, size, size, 3), np.uint8)
+    labels = np.empty(count, np.int32)
+    for n in range(count):
+        img = np.broadcast_to(rng.uniform(10, 120, size=3), (size, size, 3)).copy()
+        kind = rng.integers(3)
+        if kind == 1:  # stripes
+            period, angle = rng.uniform(4, 14), rng.uniform(0, np.pi)
+            img += (np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
+                    * rng.uniform(8, 25))[..., None]
+        for _ in range(int(rng.integers(0, 3))):  # grey clutter blobs
+            r = rng.uniform(0.04, 0.1) * size
+            cx, cy = rng.uniform(0, size, size=2)
+            img[np.hypot(xx - cx, yy - cy) <= r] = rng.uniform(70, 150)
+        label = int(rng.integers(len(GLYPHS)))
+        r = rng.uniform(0.12, 0.3) * size
+        cx, cy = rng.uniform(r, size - r, size=2)
+        mask = _glyph_mask(GLYPHS[label], xx - cx, yy - cy, r, rng.uniform(0, 2 * np.pi))
+        img[mask] = rng.uniform(0, 255, size=3)
+        img += rng.normal(0, 25 if kind == 2 else 6, size=(size, size, 1))
+        images[n] = np.clip(img, 0, 255).astype(np.uint8)
+        labels[n] = label
+    return images, labels
+
+
+def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75, images=2000,
+          epochs=2, batch_size=32, learning_rate=1e-3, seed=0, log=print):
+    """Trains the stand-in and writes its weights file; returns the report dict.
+
+    Args:
+        output: the weights file to write (must end in `.weights.h5`).
+        encoder: a key of `etenet_tf.model.encoder.ENCODERS`.
+        feature_layer: the layer the classifier reads (the preset's).
+        image_size: image side in pixels.
+        images: training images (a fifth as many more are held out).
+        epochs, batch_size, learning_rate: the training schedule.
+        seed: seed of the images, the initial weights and the order.
+        log: where progress lines go.
+    """
+    import keras
+    import tensorflow as tf
+
+    from etenet_tf.files import atomic_path, write_json
+    from etenet_tf.model import encoder as encoder_lib
+
+    if not output.endswith(".weights.h5"):
+        raise ValueError(f"the output must end in .weights.h5 (Keras' weights format): {output}")
+    start = time.time()
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    x, y = render_images(images, image_size, seed)
+    x_test, y_test = render_images(max(images // 5, 1), image_size, seed + 1)
+    spec = encoder_lib.get_spec(encoder)
+    backbone = spec.constructor(include_top=False, weights=None,
+                                input_shape=(image_size, image_size, 3))
+    inputs = keras.Input((image_size, image_size, 3))
+    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)  # preprocess_input "tf"
+    features = keras.Model(backbone.input, backbone.get_layer(feature_layer).output)(scaled)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    logits = keras.layers.Dense(len(GLYPHS))(pooled)
+    classifier = keras.Model(inputs, logits)
+    classifier.compile(keras.optimizers.Adam(learning_rate),
+                       keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                       metrics=["accuracy"])
+    for epoch in range(epochs):
+        history = classifier.fit(x.astype(np.float32), y, batch_size=batch_size, epochs=1,
+                                 shuffle=True, verbose=0)
+        log(f"stand-in epoch {epoch + 1}/{epochs}: loss {history.history['loss'][-1]:.3f}, "
+            f"train accuracy {history.history['accuracy'][-1]:.3f}")
+    _, accuracy = classifier.evaluate(x_test.astype(np.float32), y_test,
+                                      batch_size=batch_size, verbose=0)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    tmp = f"{output[:-len('.weights.h5')]}.tmp-{os.getpid()}.weights.h5"
+    with atomic_path(output, tmp=tmp) as path:
+        backbone.save_weights(path)
+    report = {"encoder": encoder, "feature_layer": feature_layer, "image_size": image_size,
+              "images": images, "epochs": epochs, "batch_size": batch_size,
+              "learning_rate": learning_rate, "seed": seed, "classes": list(GLYPHS),
+              "held_out_accuracy": float(accuracy), "seconds": time.time() - start,
+              "weights": os.path.abspath(output)}
+    write_json(output[:-len(".weights.h5")] + ".json", report)
+    log(f"stand-in encoder: held-out glyph accuracy {accuracy:.3f} (chance "
+        f"{1 / len(GLYPHS):.2f}) in {report['seconds']:.0f} s; weights: {output}")
+    return report
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--output", default=os.path.join(ROOT, "runs", "standin",
+                                                    "standin.weights.h5"))
+    p.add_argument("--encoder", default="inception_v3")
+    p.add_argument("--feature_layer", default="mixed2")
+    p.add_argument("--image_size", type=int, default=75)
+    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if not args.output.endswith(".weights.h5"):
+        p.error("--output must end in .weights.h5")
+    for name in ("image_size", "images", "epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    report = train(log=lambda line: print(line, file=sys.stderr, flush=True), **vars(args))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
