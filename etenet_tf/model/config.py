@@ -41,6 +41,12 @@ class ModelConfig:
         hidden_dim: SA-LSTM state size.
         attention_dim: SA-LSTM attention MLP size.
         dropout: decoder dropout rate.
+        num_layers: Transformer layers.
+        num_heads: Transformer attention heads (must divide
+            `embedding_dim`, the Transformer's model size).
+        feedforward_dim: Transformer feed-forward hidden size.
+        tie_embeddings: Transformer output projection = the word
+            embedding's transpose.
 
     `model_config.json` files written before `decoder` existed load as
     `sa_lstm` (missing fields take their defaults).
@@ -64,11 +70,18 @@ class ModelConfig:
                               "option is on (0: keep the encoder's channels; conv and gru need "
                               "> 0).", low=0)
     decoder: str = option("sa_lstm", "Caption decoder: sa_lstm (the paper's soft-attention "
-                          "LSTM) or another registered decoder.", choices=DECODERS)
+                          "LSTM) or transformer (self- and cross-attention layers).",
+                          choices=DECODERS)
     embedding_dim: int = option(256, "Word embedding size.", low=1)
     hidden_dim: int = option(512, "SA-LSTM state size.", low=1)
     attention_dim: int = option(256, "SA-LSTM attention MLP size.", low=1)
     dropout: float = option(0.5, "Decoder dropout.", low=0.0, high=1.0, high_open=True)
+    num_layers: int = option(2, "Transformer decoder layers.", low=1)
+    num_heads: int = option(4, "Transformer attention heads (must divide --embedding_dim, the "
+                            "Transformer's model size).", low=1)
+    feedforward_dim: int = option(1024, "Transformer feed-forward hidden size.", low=1)
+    tie_embeddings: bool = option(True, "Transformer: the output projection is the word "
+                                  "embedding's transpose (--notie_embeddings: its own).")
 
     def validate(self):
         """Raises `UsageError` for options the encoder cannot give."""

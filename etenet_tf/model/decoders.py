@@ -9,7 +9,7 @@ checks the options it reads. Adding a decoder: its module (the layer, its
 import dataclasses
 from typing import Callable
 
-from etenet_tf.model import attention_lstm
+from etenet_tf.model import attention_lstm, transformer_decoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,4 +31,6 @@ class DecoderSpec:
 DECODERS = {
     "sa_lstm": DecoderSpec(attention_lstm.build, attention_lstm.check,
                            attention_lstm.OPTIONS),
+    "transformer": DecoderSpec(transformer_decoder.build, transformer_decoder.check,
+                               transformer_decoder.OPTIONS),
 }
