@@ -83,8 +83,14 @@ class ModelConfig:
     tie_embeddings: bool = option(True, "Transformer: the output projection is the word "
                                   "embedding's transpose (--notie_embeddings: its own).")
 
+    def __post_init__(self):
+        # the decoder's own rules (e.g. heads dividing the model size) hold
+        # for every config, however it was made: a bad flag stops at once
+        if self.decoder in DECODERS:
+            DECODERS[self.decoder].check(self)
+
     def validate(self):
-        """Raises `UsageError` for options the encoder cannot give."""
+        """Raises `UsageError` for options the encoder or decoder cannot take."""
         check(self)
         DECODERS[self.decoder].check(self)
         if self.temporal in ("conv", "gru") and self.context_dim < 1:
