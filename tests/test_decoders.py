@@ -198,7 +198,7 @@ def test_head_count_must_divide_the_model_size():
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--decoder=gru"], "--decoder=gru is unknown; choose one of"),
+    (["--decoder=gru"], "--decoder=gru: value should be one of <sa_lstm|transformer>"),
     (["--decoder=transformer", "--embedding_dim=10", "--num_heads=4"],
      "--num_heads=4 does not divide --embedding_dim=10"),
 ])

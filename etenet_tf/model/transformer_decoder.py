@@ -182,8 +182,10 @@ class TransformerCaptionDecoder(CaptionDecoder):
     def _logits(self, x):
         x = self.final_norm(x)
         if self.tie_embeddings:
+            # (inside `call` Keras autocasts variables to the compute dtype)
             table = ops.cast(self.embedding.embeddings, "float32")
-            return ops.matmul(ops.cast(x, "float32"), ops.transpose(table)) + self.output_bias
+            return (ops.matmul(ops.cast(x, "float32"), ops.transpose(table))
+                    + ops.cast(self.output_bias, "float32"))
         return self.output_projection(x)
 
     # -- the CaptionDecoder interface -----------------------------------------
