@@ -131,11 +131,11 @@ def test_greedy_equals_step_by_step_argmax(model):
     features = model.encode(frames)
     ids, scores, attention = generate(model, features, GreedySampler(), max_length=6)
     ids, attention = ids[:, 0], attention[:, 0]
-    memory, state = model.decoder.initial_state(model.memory(features))
+    constants, state = model.decoder.initial_state(model.memory(features), 6)
     token = tf.fill([2], START_ID)
     manual = []
-    for _ in range(6):
-        logits, state, _ = model.decoder.step(token, state, memory)
+    for index in range(6):
+        logits, state, _ = model.decoder.step(token, state, index, constants)
         token = tf.argmax(logits, -1, output_type=tf.int32)
         manual.append(token)
     manual = tf.stack(manual, 1).numpy()

@@ -42,7 +42,7 @@ TABLE = _table({START_ID: {A: 0.55, B: 0.45}, A: {A: 0.4, C: 0.3, END_ID: 0.3},
                 B: {END_ID: 0.95, C: 0.05}})
 
 
-def markov_step(tokens, state):
+def markov_step(tokens, state, index):
     """Next-token log-probabilities from the previous token, with a nested
     state: it remembers the token fed one step earlier and counts steps.
     The step's output is that remembered token, so a sampler that mixed up
@@ -92,7 +92,7 @@ def test_sequences_stop_at_max_length_without_end():
     table = np.zeros_like(TABLE)
     table[:, A] = 1.0  # never ends
     log_table = tf.math.log(tf.constant(table) + 1e-12)
-    result = BeamSampler(2)(lambda tokens, state: (tf.gather(log_table, tokens), state),
+    result = BeamSampler(2)(lambda tokens, state, index: (tf.gather(log_table, tokens), state),
                             tf.zeros([1]), 1, max_length=3)
     assert result.ids.numpy().tolist() == [[[A, A, A]]] and result.outputs is None
 

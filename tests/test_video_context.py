@@ -31,8 +31,8 @@ def _clip(direction="right", seed=0):
 
 def _next_word_probs(model, frames):
     """Distribution of the first generated word for uint8 frames [B, T, S, S, 3]."""
-    memory, state = model.decoder.initial_state(model.memory(model.encode(frames)))
-    logits, _, _ = model.decoder.step(tf.fill([frames.shape[0]], START_ID), state, memory)
+    constants, state = model.decoder.initial_state(model.memory(model.encode(frames)), 1)
+    logits, _, _ = model.decoder.step(tf.fill([frames.shape[0]], START_ID), state, 0, constants)
     return tf.nn.softmax(logits).numpy()
 
 
@@ -71,9 +71,8 @@ def test_moving_the_object_to_another_cell_changes_the_attention_context():
         assert np.unravel_index(change.argmax(), change.shape) == cell
     # ...and what the decoder reads at the first word
     memory = model.memory(features[:2])
-    keys, projected = model.decoder.initial_state(memory)[0]
-    state = model.decoder.initial_state(memory)[1]
-    _, _, alpha = model.decoder.step(tf.fill([2], START_ID), state, (keys, projected))
+    (keys, projected), state = model.decoder.initial_state(memory, 1)
+    _, _, alpha = model.decoder.step(tf.fill([2], START_ID), state, 0, (keys, projected))
     context = tf.einsum("bt,btg->bg", alpha, projected).numpy()
     assert np.abs(context[0] - context[1]).max() > 1e-3
 

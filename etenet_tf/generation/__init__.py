@@ -6,9 +6,14 @@ from etenet_tf.generation.samplers import (
                                            BeamSampler,
                                            GreedySampler,
                                            RandomSampler,
+                                           RowSampler,
                                            SampledSequences,
+                                           Sampler,
+                                           TopKSampler,
+                                           TopPSampler,
                                            repeat_rows,
 )
 
 __all__ = ["BeamSampler", "CaptionGenerator", "Captions", "DecodingConfig", "GreedySampler",
-           "RandomSampler", "SampledSequences", "generate", "repeat_rows"]
+           "RandomSampler", "RowSampler", "SampledSequences", "Sampler", "TopKSampler",
+           "TopPSampler", "generate", "repeat_rows"]

@@ -34,7 +34,7 @@ def generate(model, features, sampler, *, max_length, **sampler_args):
     Returns:
         The sampler's `SampledSequences` (outputs: attention).
     """
-    step_fn, state = model.start_decoding(features, sampler.rows_per_input)
+    step_fn, state = model.start_decoding(features, sampler.rows_per_input, max_length)
     return sampler(step_fn, state, tf.shape(features)[0], max_length=max_length, **sampler_args)
 
 

@@ -3,9 +3,14 @@
 import keras
 from keras import ops
 
+from etenet_tf.model.decoder import CaptionDecoder
+
+#: the `ModelConfig` fields this decoder reads
+OPTIONS = ("embedding_dim", "hidden_dim", "attention_dim", "dropout")
+
 
 @keras.saving.register_keras_serializable(package="etenet_tf")
-class SoftAttentionLSTM(keras.layers.Layer):
+class SoftAttentionLSTM(CaptionDecoder):
     """LSTM decoder that attends over memory tokens at every word.
 
     The memory tokens `f_1..f_N` are one pooled vector per frame (the
@@ -35,9 +40,10 @@ class SoftAttentionLSTM(keras.layers.Layer):
 
     `call` runs teacher-forced over a whole token sequence (the token
     length must be static); `initial_state` + `step` run one word at a
-    time for greedy and beam search. Padding tokens (id 0) only occur
-    after `<end>`: the decoder is causal, so they never affect earlier
-    outputs, and the loss masks them out.
+    time for greedy and beam search (the `CaptionDecoder` interface).
+    Padding tokens (id 0) only occur after `<end>`: the decoder is causal,
+    so they never affect earlier outputs (the padding mask is not needed),
+    and the loss masks them out.
 
     Args:
         vocabulary_size: number of output tokens.
@@ -49,8 +55,7 @@ class SoftAttentionLSTM(keras.layers.Layer):
 
     def __init__(self, vocabulary_size, embedding_dim=256, hidden_dim=512, attention_dim=256,
                  dropout=0.5, **kwargs):
-        super().__init__(**kwargs)
-        self.vocabulary_size = vocabulary_size
+        super().__init__(vocabulary_size, **kwargs)
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
         self.attention_dim = attention_dim
@@ -117,11 +122,12 @@ class SoftAttentionLSTM(keras.layers.Layer):
         # where Keras does not autocast variables under mixed precision
         return ops.cast(weight, self.compute_dtype)
 
-    def initial_state(self, features):
-        """Returns `(memory, state)` for `step`.
+    def initial_state(self, features, max_length=None):
+        """Returns `(constants, state)` for `step`.
 
-        `memory = (keys [B,N,A], projected [B,N,4H+E])`: the attention keys
-        and each token times `[K_a | L_a]`; `state = (h, c)`.
+        `constants = (keys [B,N,A], projected [B,N,4H+E])`: the attention
+        keys and each token times `[K_a | L_a]`; `state = (h, c)`. The
+        state does not grow with the caption: `max_length` is not needed.
         """
         values = self.feature_norm(features)
         keys = self.feature_key(values)
@@ -150,22 +156,23 @@ class SoftAttentionLSTM(keras.layers.Layer):
         out = ops.tanh(self.output_hidden(h) + context[:, gates:] + embedded)
         return out, (h, c), alpha
 
-    def step(self, tokens, state, memory, training=False):
-        """One decoding step.
+    def step(self, tokens, state, index, constants, training=False):
+        """One decoding step (`index` is not needed: the state carries it).
 
         Args:
             tokens: int `[N]`, the previous word of each sequence.
             state: `(h, c)` from `initial_state` or the previous step.
-            memory: from `initial_state`.
+            index: the position of `tokens` (unused).
+            constants: from `initial_state`.
 
         Returns:
             `(logits [N, V], new_state, attention [N, N_tokens])`.
         """
         embedded = self.embedding(tokens)
-        out, state, alpha = self._advance(embedded, self._word_gates(embedded), state, memory)
+        out, state, alpha = self._advance(embedded, self._word_gates(embedded), state, constants)
         return self.output_projection(out), state, alpha
 
-    def call(self, features, tokens, training=False, return_attention=False):
+    def call(self, features, tokens, padding_mask=None, training=False, return_attention=False):
         """Teacher-forced logits `[B, L, V]` (and attention `[B, L, T]`)."""
         length = tokens.shape[1]
         if length is None:
@@ -184,16 +191,22 @@ class SoftAttentionLSTM(keras.layers.Layer):
             return logits, ops.stack(alphas, axis=1)
         return logits
 
-    def compute_output_shape(self, features_shape, tokens_shape):
-        return tuple(tokens_shape) + (self.vocabulary_size,)
-
     def get_config(self):
         config = super().get_config()
         config.update({
-            "vocabulary_size": self.vocabulary_size,
             "embedding_dim": self.embedding_dim,
             "hidden_dim": self.hidden_dim,
             "attention_dim": self.attention_dim,
             "dropout": self.dropout,
         })
         return config
+
+
+def build(config, vocabulary_size):
+    """The SA-LSTM of a `ModelConfig`."""
+    return SoftAttentionLSTM(vocabulary_size, config.embedding_dim, config.hidden_dim,
+                             config.attention_dim, config.dropout, name="attention_lstm")
+
+
+def check(config):
+    """Every option value in range suits the SA-LSTM."""

@@ -1,11 +1,13 @@
 """EtENet: per-frame CNN encoder + (optional) spatio-temporal context +
-soft-attention LSTM decoder, composed into one Keras model."""
+a caption decoder (the paper's soft-attention LSTM, or another of
+`DECODERS`), composed into one Keras model."""
 
 import keras
 import tensorflow as tf
 from keras import ops
 
 from etenet_tf.text import vocabulary as vocab_lib
+from etenet_tf.text.vocabulary import PAD_ID
 
 
 @keras.saving.register_keras_serializable(package="etenet_tf")
@@ -25,7 +27,8 @@ class EtENetCaptioner(keras.Model):
 
     Args:
         encoder: a `FrameEncoder` (frames -> `[B, T, G, G, C]` grids).
-        decoder: a `SoftAttentionLSTM` over memory tokens.
+        decoder: a `CaptionDecoder` over memory tokens (e.g. the paper's
+            `SoftAttentionLSTM`).
         vocabulary: list of tokens, starting with the special tokens.
         context: None (the paper: one token per frame, the encoder's
             pooled vector) or a `SpatioTemporalContext`.
@@ -87,31 +90,41 @@ class EtENetCaptioner(keras.Model):
             features = inputs["features"]
         else:
             features = self.encoder(inputs["frames"], training=training)
-        return self.decoder(self.memory(features), inputs["tokens"], training=training)
+        return self.decode(self.memory(features), inputs["tokens"], training=training)
+
+    def decode(self, memory, tokens, training=False, return_attention=False):
+        """Teacher-forced next-word logits `[B, L, V]` from the memory
+        `[B, N, D]` and input tokens `[B, L]` (`<pad>` after the caption)."""
+        return self.decoder(memory, tokens, padding_mask=ops.not_equal(tokens, PAD_ID),
+                            training=training, return_attention=return_attention)
 
     def encode(self, frames):
         """Frame features `[B, T, G, G, C]` (inference mode)."""
         return self.encoder(frames, training=False)
 
-    def start_decoding(self, features, rows_per_input=1):
+    def start_decoding(self, features, rows_per_input=1, max_length=None):
         """The decoder as a sampler's step function (see
         `etenet_tf.generation.samplers`).
 
         Args:
             features: encoder features `[B, T, G, G, C]`.
             rows_per_input: rows the sampler runs per clip (beams or
-                samples); the attention memory is repeated to match, once.
+                samples); the decoder's per-clip constants (attention keys,
+                cross-attention keys and values) are repeated to match, once.
+            max_length: most steps the sampler runs (a key/value cache's
+                size; None only for decoders without one).
 
         Returns:
-            `(step_fn, state)`: `step_fn(tokens [N], state) -> (logits [N, V],
-            state, attention [N, T*G*G])` and the initial state `(h, c)` of
-            the `B` clips (the sampler repeats it).
+            `(step_fn, state)`: `step_fn(tokens [N], state, index) -> (logits
+            [N, V], state, attention [N, T*G*G])` and the decoder's initial
+            state of the `B` clips (the sampler repeats it).
         """
-        memory, state = self.decoder.initial_state(self.memory(features))
-        memory = tuple(ops.repeat(m, rows_per_input, axis=0) for m in memory)
+        constants, state = self.decoder.initial_state(self.memory(features), max_length)
+        constants = tf.nest.map_structure(lambda c: ops.repeat(c, rows_per_input, axis=0),
+                                          constants)
 
-        def step_fn(tokens, state):
-            return self.decoder.step(tokens, state, memory)
+        def step_fn(tokens, state, index):
+            return self.decoder.step(tokens, state, index, constants)
 
         return step_fn, state
 

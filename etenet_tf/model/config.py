@@ -11,8 +11,8 @@ import dataclasses
 
 from etenet_tf.errors import UsageError
 from etenet_tf.model import encoder as encoder_lib
-from etenet_tf.model.attention_lstm import SoftAttentionLSTM
 from etenet_tf.model.captioner import EtENetCaptioner
+from etenet_tf.model.decoders import DECODERS
 from etenet_tf.model.encoder import ENCODERS, FrameEncoder
 from etenet_tf.model.video_context import TEMPORAL_MODES, SpatioTemporalContext
 from etenet_tf.options import check, option
@@ -34,10 +34,22 @@ class ModelConfig:
             `gru` (embedding + a bidirectional GRU over the frames).
         context_dim: memory token size after projection (0: the encoder's
             channels; `conv` needs > 0). Unused in paper mode.
-        embedding_dim: word embedding size (and deep output size).
-        hidden_dim: LSTM state size.
-        attention_dim: attention MLP size.
+        decoder: a key of `etenet_tf.model.decoders.DECODERS`: `sa_lstm`
+            (the paper's soft-attention LSTM) or another decoder.
+        embedding_dim: word embedding size (SA-LSTM: also the deep output
+            size).
+        hidden_dim: SA-LSTM state size.
+        attention_dim: SA-LSTM attention MLP size.
         dropout: decoder dropout rate.
+        num_layers: Transformer layers.
+        num_heads: Transformer attention heads (must divide
+            `embedding_dim`, the Transformer's model size).
+        feedforward_dim: Transformer feed-forward hidden size.
+        tie_embeddings: Transformer output projection = the word
+            embedding's transpose.
+
+    `model_config.json` files written before `decoder` existed load as
+    `sa_lstm` (missing fields take their defaults).
     """
 
     encoder: str = option("inception_v3", "keras.applications frame encoder.", choices=ENCODERS)
@@ -57,14 +69,30 @@ class ModelConfig:
     context_dim: int = option(256, "Memory token size after projection when a grid or temporal "
                               "option is on (0: keep the encoder's channels; conv and gru need "
                               "> 0).", low=0)
+    decoder: str = option("sa_lstm", "Caption decoder: sa_lstm (the paper's soft-attention "
+                          "LSTM) or transformer (self- and cross-attention layers).",
+                          choices=DECODERS)
     embedding_dim: int = option(256, "Word embedding size.", low=1)
-    hidden_dim: int = option(512, "LSTM size.", low=1)
-    attention_dim: int = option(256, "Attention MLP size.", low=1)
+    hidden_dim: int = option(512, "SA-LSTM state size.", low=1)
+    attention_dim: int = option(256, "SA-LSTM attention MLP size.", low=1)
     dropout: float = option(0.5, "Decoder dropout.", low=0.0, high=1.0, high_open=True)
+    num_layers: int = option(2, "Transformer decoder layers.", low=1)
+    num_heads: int = option(4, "Transformer attention heads (must divide --embedding_dim, the "
+                            "Transformer's model size).", low=1)
+    feedforward_dim: int = option(1024, "Transformer feed-forward hidden size.", low=1)
+    tie_embeddings: bool = option(True, "Transformer: the output projection is the word "
+                                  "embedding's transpose (--notie_embeddings: its own).")
+
+    def __post_init__(self):
+        # the decoder's own rules (e.g. heads dividing the model size) hold
+        # for every config, however it was made: a bad flag stops at once
+        if self.decoder in DECODERS:
+            DECODERS[self.decoder].check(self)
 
     def validate(self):
-        """Raises `UsageError` for options the encoder cannot give."""
+        """Raises `UsageError` for options the encoder or decoder cannot take."""
         check(self)
+        DECODERS[self.decoder].check(self)
         if self.temporal in ("conv", "gru") and self.context_dim < 1:
             raise UsageError(f"--temporal={self.temporal} needs --context_dim > 0 (it runs on "
                              "projected features)")
@@ -81,7 +109,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values):
-        """From `model_config.json`; unknown keys are an error."""
+        """From `model_config.json`; unknown keys are an error, missing ones
+        take their defaults (older files: `decoder=sa_lstm`)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -109,7 +138,6 @@ def build_captioner(config, vocabulary, encoder_weights=None):
     if not config.is_paper:
         context = SpatioTemporalContext(config.num_frames, config.spatial_grid, config.temporal,
                                         config.context_dim, name="context")
-    decoder = SoftAttentionLSTM(len(vocabulary), config.embedding_dim, config.hidden_dim,
-                                config.attention_dim, config.dropout, name="attention_lstm")
+    decoder = DECODERS[config.decoder].build(config, len(vocabulary))
     return EtENetCaptioner(encoder, decoder, list(vocabulary), context=context,
                            num_frames=None if config.is_paper else config.num_frames)

@@ -90,11 +90,15 @@ class SelfCritical(Objective):
         baseline: `"mean"` or `"greedy"`.
         max_length: most tokens per drawn caption, `<end>` included.
         seed: base seed of the draws.
+        sampler: the rule drawing the K captions, a `RowSampler` with
+            `num_samples=K` (None: `RandomSampler(K)`; `TopKSampler` or
+            `TopPSampler` draw from the likely words only).
     """
 
     metrics = ("reward", "baseline", "entropy")
 
-    def __init__(self, cider, *, num_samples=5, baseline="mean", max_length=20, seed=0):
+    def __init__(self, cider, *, num_samples=5, baseline="mean", max_length=20, seed=0,
+                 sampler=None):
         if baseline not in ("mean", "greedy"):
             raise ValueError("baseline must be 'mean' or 'greedy'")
         if baseline == "mean" and num_samples < 2:
@@ -104,6 +108,10 @@ class SelfCritical(Objective):
         self.baseline = baseline
         self.max_length = max_length
         self.seed = seed
+        self.sampler = RandomSampler(num_samples) if sampler is None else sampler
+        if self.sampler.rows_per_input != num_samples:
+            raise ValueError(f"the sampler draws {self.sampler.rows_per_input} captions per "
+                             f"clip, not num_samples={num_samples}")
 
     def dataset(self, files, kind, tokenizer, batch_size, *, epoch, seed, image_size,
                 input_context):
@@ -121,7 +129,7 @@ class SelfCritical(Objective):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed = tf.stack([tf.cast(self.seed, tf.int32),
                          tf.cast(step, tf.int32) * 1009 + tf.cast(replica, tf.int32)])
-        drawn = generate(model, features, RandomSampler(k), max_length=self.max_length,
+        drawn = generate(model, features, self.sampler, max_length=self.max_length,
                          seed=seed).ids                                   # [B, K, L]
         samples = tf.reshape(drawn, [-1, self.max_length])
         references = batch["references"]
@@ -140,7 +148,7 @@ class SelfCritical(Objective):
         memory = tf.repeat(model.memory(self._features(model, batch)), k, axis=0)
         tokens = tf.concat([tf.fill([tf.shape(samples)[0], 1], START_ID),
                             samples[:, :-1]], axis=1)
-        logits = tf.cast(model.decoder(memory, tokens, training=training), tf.float32)
+        logits = tf.cast(model.decode(memory, tokens, training=training), tf.float32)
         log_probs = tf.nn.log_softmax(logits)
         # words and the first <end>; nothing after it carries a gradient
         ended_before = tf.cumsum(tf.cast(tf.equal(samples, END_ID), tf.int32), axis=1,
