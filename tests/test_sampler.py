@@ -159,9 +159,12 @@ def test_captions_of_a_fixed_model_are_unchanged(name, beam_size):
     sampler = GreedySampler() if beam_size == 1 else BeamSampler(beam_size)
     ids, scores, attention = generate(model, model.encode(frames), sampler, max_length=8)
     assert ids[:, 0].numpy().tolist() == expected["ids"]
-    np.testing.assert_array_equal(scores[:, 0].numpy(), np.float32(expected["scores"]))
-    # attention was stored to 6 digits
-    np.testing.assert_allclose(attention[:, 0].numpy(), expected["attention"], atol=2e-6)
+    # Scores to float32 rounding: CPU kernels differ by host (measured: up to
+    # 3e-7 between two AMD EPYC hosts, the same ids and the same code).
+    np.testing.assert_allclose(scores[:, 0].numpy(), np.float32(expected["scores"]), rtol=1e-6,
+                               atol=1e-6)
+    # attention was stored to 6 digits (5e-7), and differs by host up to 3e-6
+    np.testing.assert_allclose(attention[:, 0].numpy(), expected["attention"], atol=1e-5)
 
 
 def test_caption_generator_gives_texts_and_several_captions():
