@@ -46,8 +46,10 @@ def define_flags():
 
 
 def to_config():
-    """The parsed flags as an `ExperimentConfig`."""
+    """The parsed flags as an `ExperimentConfig`; its `explicit_flags` are
+    those given on the command line or in a flagfile (absl's `present`)."""
     define_flags()
+    names = ExperimentConfig.flag_names()
     return ExperimentConfig.from_flat(
-        {name: FLAGS[name].value for name in ExperimentConfig.flag_names()}
-        | {"stage": FLAGS["stage"].value or ""})
+        {name: FLAGS[name].value for name in names} | {"stage": FLAGS["stage"].value or ""},
+        explicit_flags={name for name in names if FLAGS[name].present})
