@@ -139,7 +139,7 @@ def test_every_model_flag_is_compared(tmp_path):
     """The comparison runs over ModelConfig's flag fields: a new model option
     is covered without a change to the check."""
     stored = ModelConfig(image_size=75, num_frames=2)
-    run = RunDir(str(tmp_path))
+    run = RunDir(str(tmp_path / "model"))
     os.makedirs(run.path)
     from etenet_tf.files import write_json
     write_json(os.path.join(run.path, run.MODEL_CONFIG), stored.to_dict())
