@@ -1,4 +1,5 @@
-"""The stages of `main.py`, one module each with `run(config)`, and the
+"""The stages of `main.py`, one module each with `run(config)` (the training
+stages share one, `jobs.train`, made from the stage registry), and the
 `ExperimentConfig` they read."""
 
 from etenet_tf.jobs.config import SECTIONS, CaptionConfig, ExperimentConfig

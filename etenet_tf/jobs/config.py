@@ -77,6 +77,10 @@ class ExperimentConfig:
         progress: show progress bars where a stage has long work.
         data, model, training, decoding, evaluation, caption, export, beam:
             the sections.
+        explicit_flags: the names of the flags the user set (on the command
+            line or in a flagfile), or None for a config built in Python:
+            then the flags whose value is not the default count as set
+            (`jobs.model_flags` compares those with a stored model).
     """
 
     stage: str = option("", "What to run.")
@@ -92,6 +96,7 @@ class ExperimentConfig:
     caption: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)
+    explicit_flags: frozenset = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def flag_names(cls):
@@ -102,8 +107,13 @@ class ExperimentConfig:
         return names
 
     @classmethod
-    def from_flat(cls, values):
+    def from_flat(cls, values, explicit_flags=None):
         """A config from `{flag name: value}` (missing names keep their defaults).
+
+        Args:
+            values: `{flag name: value}`.
+            explicit_flags: the names the user set (the command line), or
+                None (see the class doc).
 
         Raises:
             UsageError: a name is not a flag.
@@ -117,7 +127,9 @@ class ExperimentConfig:
             own = {f.name: _as_field_value(f, values.pop(f.name))
                    for f in flag_fields(section) if f.name in values}
             sections[name] = section(**own)
-        return cls(**values, **sections)
+        if explicit_flags is not None:
+            explicit_flags = frozenset(explicit_flags)
+        return cls(**values, **sections, explicit_flags=explicit_flags)
 
     def to_flat(self):
         """`{flag name: value}` of every flag."""
@@ -128,8 +140,10 @@ class ExperimentConfig:
         return flat
 
     def replace(self, **changes):
-        """A copy with some flags changed: `config.replace(batch_size=8)`."""
-        return type(self).from_flat({**self.to_flat(), **changes})
+        """A copy with some flags changed: `config.replace(batch_size=8)`
+        (the changed flags count as set)."""
+        explicit = None if self.explicit_flags is None else self.explicit_flags | set(changes)
+        return type(self).from_flat({**self.to_flat(), **changes}, explicit)
 
     @classmethod
     def flag_field(cls, name):

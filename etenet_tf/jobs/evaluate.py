@@ -13,11 +13,14 @@ from etenet_tf.files import write_json
 from etenet_tf.jobs.registry import checkpoint_stages
 from etenet_tf.progress import Progress
 from etenet_tf.run_dir import RunDir
+from etenet_tf.training import stages as stages_lib
 
 
 def run(config):
     """Evaluates the chosen checkpoint(s) on `--split`; prints a table and
-    writes `<model_dir>/evaluation/<stage>_<split>_{predictions,scores}.json`.
+    writes `<model_dir>/evaluation/<stage>_<split>_{predictions,scores}.json`
+    (the scores name the configuration the weights came from: `"config":
+    {"stage", "path", "sha256"}` of `<model_dir>/<stage>/config.json`).
 
     Returns:
         list of `(stage, scores)`.
@@ -50,7 +53,8 @@ def run(config):
                                 f"videos captioned and scored in {progress.elapsed:.1f}s")
             out = run_dir.evaluation_dir
             write_json(os.path.join(out, f"{stage}_{split}_predictions.json"), predictions)
-            write_json(os.path.join(out, f"{stage}_{split}_scores.json"), scores)
+            write_json(os.path.join(out, f"{stage}_{split}_scores.json"),
+                       dict(scores, config=stages_lib.config_reference(run_dir, stage)))
             rows.append((stage, scores))
     print(f"{split} split, beam size {decoding.beam_size}:")
     print(metrics_lib.format_table(rows))

@@ -8,7 +8,10 @@ import time
 from etenet_tf import files
 from etenet_tf.evaluation import metrics as metrics_lib
 from etenet_tf.export import serving
+from etenet_tf.jobs import model_flags
 from etenet_tf.jobs.registry import JOBS, TRAINING_STAGES
+from etenet_tf.run_dir import RunDir
+from etenet_tf.training.stages import STAGES as TRAINING_SPECS
 
 
 def run(config):
@@ -18,6 +21,8 @@ def run(config):
     config.training.validate()
     config.decoding.validate()
     config.export.validate()
+    # model flags that a model already in --model_dir would ignore: before anything is written
+    model_flags.check(config, RunDir(config.model_dir))
     # every place the job writes is checked first, not after minutes of training
     files.ensure_directory(config.data.records_dir, "records_dir")
     files.ensure_directory(config.model_dir, "model_dir")
@@ -33,7 +38,7 @@ def run(config):
 
     timed("prepare")
     for stage in TRAINING_STAGES:
-        if config.training.epochs(stage) > 0:  # a stage with 0 epochs is left out
+        if TRAINING_SPECS[stage].num_epochs(config.training) > 0:  # 0 epochs: left out
             timed(stage)
     rows = timed("evaluate", checkpoint="all")
     timed("export", checkpoint=rows[-1][0])

@@ -1,16 +1,25 @@
 """The stages of `main.py`, in pipeline order: the one list the command
 line (`--stage` choices), `all`, `evaluate` and `caption` read.
 
-Adding a stage is one module in `etenet_tf.jobs` with `run(config)` and
-one line here; a training stage (`trains=True`) gets `<model_dir>/<name>/`
-with its best checkpoint, which later stages can pick with `--checkpoint`.
+The training stages come from the stage registry
+(`etenet_tf.training.stages.STAGES`): registering a `StageSpec` there is
+all it takes for `--stage=<name>` (run by the one generic job,
+`jobs.train`), `--stage=all` and `--checkpoint=<name>`. Another kind of
+stage is one module in `etenet_tf.jobs` with `run(config)` and one line
+here. A training stage gets `<model_dir>/<name>/` with its best checkpoint,
+which later stages can pick with `--checkpoint`.
+
+Before a stage that starts from a stored model runs, the model flags the
+user gave are compared with that model (`jobs.model_flags`).
 """
 
 import dataclasses
 import importlib
 
 from etenet_tf.errors import UsageError
-from etenet_tf.run_dir import NoCheckpointError
+from etenet_tf.jobs import model_flags
+from etenet_tf.run_dir import NoCheckpointError, RunDir
+from etenet_tf.training.stages import STAGES as TRAINING_SPECS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,29 +31,34 @@ class Job:
         module: module under `etenet_tf.jobs` with `run(config)`.
         help: one line for `--help` and the README.
         trains: a training stage (writes a best checkpoint).
+        stored_model: uses the model stored in `--model_dir` when there is
+            one: the model flags given are compared with it first.
+        reads_records: reads `--records_dir` (`--frames` / `--image_size`
+            are compared with the records when no model is stored yet).
     """
 
     name: str
     module: str
     help: str
     trains: bool = False
+    stored_model: bool = False
+    reads_records: bool = False
 
     def run(self, config):
         """Runs the stage with an `ExperimentConfig`; returns its result."""
+        if self.stored_model and not config.beam.saved_model:  # (caption from a SavedModel)
+            model_flags.check(config, RunDir(config.model_dir), records=self.reads_records)
         return importlib.import_module(f"etenet_tf.jobs.{self.module}").run(config)
 
 
 JOBS = {job.name: job for job in [
     Job("prepare", "prepare", "decode videos into sharded TFRecords, vocabulary and reports"),
-    Job("pretrain", "pretrain", "encoder frozen (cached features), the decoder learns",
-        trains=True),
-    Job("finetune", "finetune", "the whole network end to end from the best pretrain weights",
-        trains=True),
-    Job("scst", "scst", "self-critical training on CIDEr-D from the best finetune (or "
-        "pretrain) weights", trains=True),
-    Job("evaluate", "evaluate", "caption a split and score it (caption metrics, attributes)"),
-    Job("caption", "caption", "caption your own videos"),
-    Job("export", "export", "a SavedModel for TF Serving"),
+    *(Job(spec.name, "train", spec.help, trains=True, stored_model=True, reads_records=True)
+      for spec in TRAINING_SPECS.values()),
+    Job("evaluate", "evaluate", "caption a split and score it (caption metrics, attributes)",
+        stored_model=True, reads_records=True),
+    Job("caption", "caption", "caption your own videos", stored_model=True),
+    Job("export", "export", "a SavedModel for TF Serving", stored_model=True),
     Job("all", "main_job", "prepare, the training stages, evaluate, export"),
 ]}
 STAGES = tuple(JOBS)

@@ -20,8 +20,9 @@ This loop runs `strategy.run` over a distributed dataset, with:
   restarted run skips the batches it already trained on;
 - a NaN/Inf loss stops training with `TrainingDivergedError` before any
   checkpoint of the diverged state is written;
-- validation after every epoch, the best checkpoint chosen by a metric
-  (CIDEr by default), and TensorBoard summaries;
+- validation after every epoch (a callable, `evaluation.validation`), the
+  best checkpoint chosen by a metric (CIDEr by default), and TensorBoard
+  summaries;
 - Ctrl-C or SIGTERM (`interrupts`) stops at a step boundary and saves a
   resume checkpoint first (single-worker runs; with several workers every
   worker would have to take part in the save, so the last periodic
@@ -40,15 +41,9 @@ import tensorflow as tf
 from etenet_tf import interrupts
 from etenet_tf.data import pipeline
 from etenet_tf.errors import UsageError, UserError
-from etenet_tf.evaluation import attention_image, predict
-from etenet_tf.evaluation import attributes as attributes_lib
-from etenet_tf.evaluation import metrics as metrics_lib
-from etenet_tf.generation import CaptionGenerator, GreedySampler
+from etenet_tf.evaluation import validation
 from etenet_tf.training import checkpoints as checkpoints_lib
 from etenet_tf.training import strategy as strategy_lib
-
-# what `make_validator` scores without Java (plus acc_* with attributes)
-VALIDATION_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr")
 
 
 class TrainingDivergedError(UserError):
@@ -375,18 +370,7 @@ class Trainer:
         return step
 
     def _log_validation(self, step, seconds, scores, samples):
-        with self.val_writer.as_default(step=step):
-            for name, value in scores.items():
-                if value is not None:
-                    tf.summary.scalar(f"metrics/{name}", value)
-            tf.summary.scalar("epoch_seconds", seconds)
-            rows = ["| video | generated | references |", "|---|---|---|"]
-            for vid, caption, refs, _ in samples:
-                rows.append(f"| {vid} | {caption} | {' / '.join(refs[:3])} |")
-            tf.summary.text("captions", "\n".join(rows))
-            pictures = [p for *_, p in samples if p is not None]
-            for i, picture in enumerate(pictures):
-                tf.summary.image(f"attention/{i}", picture[None], max_outputs=1)
+        validation.write_summaries(self.val_writer, step, seconds, scores, samples)
         self.train_writer.flush()
         self.val_writer.flush()
 
@@ -397,52 +381,3 @@ def _better(scores, value, best):
     if value != best["value"]:
         return value > best["value"]
     return scores.get("CIDEr", 0.0) > best.get("scores", {}).get("CIDEr", 0.0)
-
-
-def make_validator(model, val_dataset, kind, *, max_length, preview=None, num_samples=5,
-                   attributes=None):
-    """Validation callable for `Trainer.fit`: greedy captions of the val split
-    scored with BLEU/ROUGE-L/CIDEr on the package's own tokenisation (no JVM
-    per epoch), plus attention pictures of `preview` videos.
-
-    Args:
-        model: the captioner.
-        val_dataset: `pipeline.eval_dataset` of the val split.
-        kind: `"frames"` or `"features"`.
-        max_length: longest caption generated.
-        preview: optional (ids, frames uint8 [N, T, S, S, 3]) for pictures.
-        num_samples: captions shown in TensorBoard.
-        attributes: optional `(truth, spec)` of `etenet_tf.data.attributes`:
-            adds attribute accuracy (`acc_*`) to the scores.
-    """
-    # one greedy generator for every epoch: its compiled function is traced once
-    generator = CaptionGenerator(model, GreedySampler(), max_length)
-
-    def validate(epoch):
-        predictions, references = predict.predict_dataset(
-            model, val_dataset, kind, normalize_references=True, generator=generator)
-        scored = {k: v for k, v in references.items() if v}
-        scores = {}
-        if scored:
-            scores = metrics_lib.score(
-                scored, {k: predictions[k] for k in scored}, tokenize=False, meteor=False
-            )
-        scores.pop("METEOR", None)
-        if attributes and attributes[0]:
-            scores.update(attributes_lib.accuracy(predictions, *attributes))
-        pictures = {}
-        if preview is not None:
-            ids, frames = preview
-            captions, _, attention, _ = generator(frames, "frames")
-            for vid, clip, caption, att in zip(ids, frames, captions[:, 0].numpy(),
-                                               attention[:, 0].numpy()):
-                words = caption.decode("utf-8").split()
-                pictures[vid] = attention_image.attention_image(clip, words + ["<end>"], att)
-        # the pictured videos first, then others up to num_samples
-        shown = list(pictures) + [v for v in sorted(predictions) if v not in pictures]
-        samples = [(vid, predictions.get(vid, ""), references.get(vid, []), pictures.get(vid))
-                   for vid in shown[:max(num_samples, len(pictures))]]
-        return scores, samples
-
-    return validate
-

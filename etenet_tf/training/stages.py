@@ -1,9 +1,22 @@
-"""The training stages: pretrain, finetune and scst, on one training loop.
+"""The training stages as data: a `StageSpec` per stage, run by `run_stage`.
 
-pretrain: encoder frozen. Its features are cached once (`feature_cache`)
-and the decoder trains on them. A randomly initialised encoder first gets
-its BatchNorm statistics from training frames (`calibrate_batchnorm`),
-since none of its weights will be trained in this stage.
+A stage says what it starts from (a new model, or the best checkpoint of
+an earlier stage), what it trains on (the frozen encoder's cached
+features, or frames), which parts train at which learning rate, its
+objective and its epochs flag; `run_stage` does the rest the same way for
+every stage: the records and checks, the lock, the model and its restored
+weights, the feature cache, the resume checkpoint, the resolved
+configuration (`<model_dir>/<stage>/config.json`), training and
+validation. `register_stage` adds a spec to `STAGES`, in pipeline order;
+the command line's `--stage` choices, `--stage=all`, `--checkpoint` and
+the jobs are made from it (docs/stages.md: how to add a stage).
+
+The three stages:
+
+pretrain: a new model, encoder frozen. Its features are cached once
+(`feature_cache`) and the decoder trains on them. A randomly initialised
+encoder first gets its BatchNorm statistics from training frames
+(`calibrate`), since none of its weights will be trained in this stage.
 
 finetune: starts from the best pretrain checkpoint, unfreezes the encoder
 (all of it, or its top N blocks) with its own, lower learning rate and
@@ -30,23 +43,131 @@ rewrite it.
 
 import contextlib
 import dataclasses
+import hashlib
 import os
+from typing import Callable, Optional, Union
 
 import keras
 
+import etenet_tf
 from etenet_tf import files
 from etenet_tf.data import attributes as attributes_data
 from etenet_tf.data import pipeline, records
 from etenet_tf.data import prepare as prepare_lib
 from etenet_tf.errors import MissingInputError, UsageError
+from etenet_tf.evaluation import validation
 from etenet_tf.model.config import build_captioner
 from etenet_tf.run_dir import NoCheckpointError
 from etenet_tf.text import tokenizer as tokenizer_lib
 from etenet_tf.text import vocabulary as vocab_lib
 from etenet_tf.training import feature_cache, loop
 from etenet_tf.training import strategy as strategy_lib
-from etenet_tf.training.config import PRECISIONS
+from etenet_tf.training.config import PRECISIONS, TrainingConfig
 from etenet_tf.training.objectives import TeacherForcing
+
+# the resolved configuration of a stage's last run, in its directory
+CONFIG_FILE = "config.json"
+
+# a spec value: a constant, the name of a `TrainingConfig` field, or
+# callable(training) -> the value
+Setting = Union[int, float, str, Callable]
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """A training stage, as data.
+
+    Args:
+        name: the `--stage` value and the stage's directory in `--model_dir`.
+        help: one line for `--help`.
+        objective: callable(training, prepared) -> the `objectives.Objective`.
+        start: where the weights come from: None builds a new model (and
+            records it in `--model_dir`); a stage name restores that stage's
+            best checkpoint; callable(run, training) -> a stage name picks
+            one at run time (scst's `--scst_from=auto`).
+        inputs: `"features"`: the frozen encoder's features, cached once
+            (the encoder must not train); `"frames"`: the records' frames.
+        encoder_blocks: encoder blocks that train (0: frozen, -1: all, N:
+            the top N): a `Setting`.
+        decoder_learning_rate: of the decoder and the spatio-temporal
+            context: a `Setting`.
+        encoder_learning_rate: of the encoder when it trains: a `Setting`.
+        epochs: the `TrainingConfig` field holding the stage's epochs
+            (default `<name>_epochs`; 0 leaves the stage out of
+            `--stage=all`).
+        setup: optional callable(model, training) after the weights are
+            restored, before the trainer is made (finetune: `--remat`).
+        warm_up: optional callable(trainer, training, prepared) after the
+            trainer restored its resume checkpoint, before the feature
+            cache is built (pretrain: BatchNorm calibration of a fresh run).
+    """
+
+    name: str
+    help: str
+    objective: Callable
+    start: Union[None, str, Callable] = None
+    inputs: str = "frames"
+    encoder_blocks: Setting = 0
+    decoder_learning_rate: Setting = "learning_rate"
+    encoder_learning_rate: Setting = "encoder_learning_rate"
+    epochs: str = ""
+    setup: Optional[Callable] = None
+    warm_up: Optional[Callable] = None
+
+    def __post_init__(self):
+        if not self.epochs:
+            object.__setattr__(self, "epochs", f"{self.name}_epochs")
+        if self.inputs not in ("features", "frames"):
+            raise ValueError(f"stage {self.name}: inputs must be 'features' or 'frames', "
+                             f"not {self.inputs!r}")
+        fields = {f.name for f in dataclasses.fields(TrainingConfig)}
+        if self.epochs not in fields:
+            raise ValueError(f"stage {self.name}: TrainingConfig has no {self.epochs} field "
+                             "(add it with option(), low=0)")
+        if self.inputs == "features" and isinstance(self.encoder_blocks, int) \
+                and self.encoder_blocks:
+            raise ValueError(f"stage {self.name}: cached features need a frozen encoder "
+                             "(encoder_blocks=0)")
+
+    def value(self, setting, training):
+        """A `Setting` of this spec for `training`."""
+        value = getattr(self, setting)
+        if callable(value):
+            return value(training)
+        if isinstance(value, str):
+            return getattr(training, value)
+        return value
+
+    def num_epochs(self, training):
+        return getattr(training, self.epochs)
+
+    def start_stage(self, run, training):
+        """The stage whose best checkpoint this one starts from (None: a new
+        model).
+
+        Raises:
+            NoCheckpointError: that stage has no best checkpoint yet.
+        """
+        start = self.start(run, training) if callable(self.start) else self.start
+        if start is not None and run.read_best(start) is None:
+            raise NoCheckpointError(
+                f"{self.name} starts from the best {start} checkpoint, but {run.best_dir(start)} "
+                f"has none: run --stage={start} with --model_dir={run.path} first")
+        return start
+
+
+# the training stages, in pipeline order (`register_stage`)
+STAGES = {}
+
+
+def register_stage(spec):
+    """Adds a training stage: `--stage=<name>` runs it, `--stage=all` runs
+    it after the stages registered before it, `--checkpoint` can pick it.
+    Returns the spec."""
+    if spec.name in STAGES:
+        raise ValueError(f"a training stage {spec.name!r} is registered already")
+    STAGES[spec.name] = spec
+    return spec
 
 
 @dataclasses.dataclass
@@ -94,10 +215,7 @@ def set_precision(mode):
 def check_best_metric(training, prepared):
     """`--best_metric` must be a score that validation computes on these
     records: a caption metric, or `acc_*` when the clips have attributes."""
-    spec = prepared.attributes[1]
-    known = list(loop.VALIDATION_METRICS)
-    if spec:
-        known += [f"acc_{name}" for name in spec] + ["acc_all"]
+    known = validation.known_metrics(prepared.attributes[1])
     if training.best_metric not in known:
         raise UsageError(f"--best_metric={training.best_metric} is not computed in validation "
                          f"on {prepared.records_dir}; choose one of {', '.join(known)}")
@@ -145,11 +263,16 @@ def reading_records(run, prepared):
     )
 
 
+def records_model_config(model_config, prepared):
+    """`model_config` with the frame size and count of the records."""
+    return dataclasses.replace(model_config, image_size=prepared.info["image_size"],
+                               num_frames=prepared.info["num_frames"])
+
+
 def _stage_model(run, model_config, prepared, training, strategy):
     """Builds (pretrain) or re-creates (later stages) the model, for the
     frame size and count of the records."""
-    config = dataclasses.replace(model_config, image_size=prepared.info["image_size"],
-                                 num_frames=prepared.info["num_frames"])
+    config = records_model_config(model_config, prepared)
     config.validate()  # (after the strategy exists: this may build a backbone)
     run.check_compatible(config, prepared.vocabulary)
     keras.utils.set_random_seed(training.seed)  # same initial weights on every run and worker
@@ -160,14 +283,17 @@ def _stage_model(run, model_config, prepared, training, strategy):
     return model
 
 
-def _preview(prepared, count=2):
-    ds = pipeline.eval_dataset(records.list_shards(prepared.records_dir, "val"), "frames", count,
-                               image_size=prepared.info["image_size"])
-    batch = next(iter(ds))
-    return [v.decode("utf-8") for v in batch["video_id"].numpy()], batch["frames"]
-
-
-def _calibrate(training, model, prepared):
+def calibrate(trainer, training, prepared):
+    """pretrain's warm-up: a fresh run (not a resumed one) of a randomly
+    initialised encoder first estimates its BatchNorm statistics from
+    training frames (`--calibrate_batchnorm`), since none of its weights
+    will train in this stage."""
+    enabled = training.calibrate_batchnorm == "true" or (
+        training.calibrate_batchnorm == "auto"
+        and str(training.encoder_weights).lower() == "none")
+    if trainer.resumed_from is not None or not enabled:
+        return
+    model = trainer.model
     ds = pipeline.eval_dataset(records.list_shards(prepared.records_dir, "train"), "frames",
                                training.calibration_batch_size,
                                image_size=prepared.info["image_size"])
@@ -178,13 +304,14 @@ def _calibrate(training, model, prepared):
 
 
 def make_trainer(run, stage, model, strategy, training, prepared, *, objective, kind,
-                 decoder_learning_rate, encoder_learning_rate=None):
-    """A `loop.Trainer` for one stage, with the stage's epochs and schedule."""
+                 decoder_learning_rate, encoder_learning_rate=None, epochs=None):
+    """A `loop.Trainer` for one stage, with the stage's epochs and schedule
+    (`epochs`: default `training.epochs(stage)`)."""
+    epochs = training.epochs(stage) if epochs is None else epochs
     decay_steps = 0
     if training.lr_schedule == "cosine":
         steps = pipeline.steps_per_epoch(prepared.train_videos, training.batch_size)
-        decay_steps = max(1, steps * training.epochs(stage)
-                          // training.gradient_accumulation_steps)
+        decay_steps = max(1, steps * epochs // training.gradient_accumulation_steps)
     return loop.Trainer(
         model, strategy, run, stage, objective=objective, kind=kind,
         global_batch_size=training.batch_size, decoder_learning_rate=decoder_learning_rate,
@@ -194,22 +321,25 @@ def make_trainer(run, stage, model, strategy, training, prepared, *, objective, 
     )
 
 
-def fit_stage(trainer, training, prepared, data_dir):
+def fit_stage(trainer, training, prepared, data_dir, epochs=None):
     """Runs `trainer.fit` on the train split of `data_dir` (frame records or
-    the feature cache), validating on its val split."""
+    the feature cache), validating on its val split (`evaluation.validation`)."""
     kind = trainer.kind
     image_size = prepared.info["image_size"] if kind == "frames" else None
     tokenizer = tokenizer_lib.CaptionTokenizer(prepared.vocabulary, prepared.max_length)
     train_files = records.list_shards(data_dir, "train")
     val = pipeline.eval_dataset(records.list_shards(data_dir, "val"), kind,
                                 training.eval_batch_size, image_size=image_size)
-    validate = loop.make_validator(trainer.model, val, kind, max_length=prepared.max_length - 1,
-                                   preview=_preview(prepared), attributes=prepared.attributes)
+    validate = validation.make_validator(
+        trainer.model, val, kind, max_length=prepared.max_length - 1,
+        preview=validation.preview_clips(prepared.records_dir, prepared.info["image_size"]),
+        attributes=prepared.attributes)
     return trainer.fit(
         lambda bs, epoch, ctx: trainer.objective.dataset(
             train_files, kind, tokenizer, bs, epoch=epoch, seed=training.seed,
             image_size=image_size, input_context=ctx),
-        num_videos=prepared.train_videos, epochs=training.epochs(trainer.stage),
+        num_videos=prepared.train_videos,
+        epochs=training.epochs(trainer.stage) if epochs is None else epochs,
         validate=validate, best_metric=training.best_metric,
     )
 
@@ -226,91 +356,164 @@ def _start(data, training):
     return prepared, strategy
 
 
-def pretrain(run, data, model_config, training):
-    """Trains the decoder on cached features of the frozen encoder.
+def feature_cache_dir(run, spec, start):
+    """Where a features stage caches its encoder's features: pretrain's
+    cache (`<model_dir>/features`) while the encoder is still the one a new
+    model started with (every stage since trained on features, from a fixed
+    start), else the stage's own (`<model_dir>/<stage>/features`)."""
+    origin = start
+    while origin is not None and origin in STAGES and STAGES[origin].inputs == "features" \
+            and not callable(STAGES[origin].start):
+        origin = STAGES[origin].start
+    return run.features_dir if origin is None else os.path.join(run.stage_dir(spec.name),
+                                                                 "features")
+
+
+def config_path(run, stage):
+    """`<model_dir>/<stage>/config.json`: the stage's resolved configuration."""
+    return os.path.join(run.stage_dir(stage), CONFIG_FILE)
+
+
+def config_reference(run, stage):
+    """`{"stage", "path", "sha256"}` naming the configuration a stage's
+    weights came from (path and hash None for a stage trained before
+    stages wrote one)."""
+    path = config_path(run, stage)
+    if not os.path.isfile(path):
+        return {"stage": stage, "path": None, "sha256": None}
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return {"stage": stage, "path": path, "sha256": digest}
+
+
+def _settings(objective):
+    """An objective's plain options (numbers, strings, flags), for config.json."""
+    return {k: v for k, v in vars(objective).items()
+            if isinstance(v, (bool, int, float, str)) or v is None}
+
+
+def write_stage_config(run, spec, *, start, model_config, data, training, objective,
+                       strategy, prepared, flags=None):
+    """Writes `<model_dir>/<stage>/config.json` atomically: what the stage
+    resolved (start, inputs, the parts that train and their learning
+    rates, epochs, objective), the model it trains, its data and training
+    sections and, from the command line, every flag."""
+    blocks = spec.value("encoder_blocks", training)
+    record = {
+        "stage": spec.name,
+        "version": etenet_tf.__version__,
+        "resolved": {
+            "starts_from": start,
+            "inputs": spec.inputs,
+            "epochs": spec.num_epochs(training),
+            "encoder_blocks": blocks,
+            "decoder_learning_rate": spec.value("decoder_learning_rate", training),
+            "encoder_learning_rate": (spec.value("encoder_learning_rate", training)
+                                      if blocks else None),
+            "objective": {"name": type(objective).__name__, **_settings(objective)},
+            "replicas": strategy.num_replicas_in_sync,
+            "workers": strategy_lib.num_workers(strategy),
+            "records": {"records_dir": prepared.records_dir,
+                        "num_frames": prepared.info["num_frames"],
+                        "image_size": prepared.info["image_size"],
+                        "train_videos": prepared.train_videos,
+                        "vocabulary_size": len(prepared.vocabulary),
+                        "max_caption_length": prepared.max_length},
+        },
+        "model": model_config.to_dict(),
+        "data": dataclasses.asdict(data),
+        "training": dataclasses.asdict(training),
+    }
+    if flags is not None:
+        record["flags"] = dict(flags)
+    files.write_json(config_path(run, spec.name), record)
+
+
+def run_stage(spec, run, data, model_config, training, *, flags=None):
+    """Runs one training stage to the end of its epochs (resuming from its
+    last checkpoint), the same way for every `StageSpec`.
 
     Args:
+        spec: the `StageSpec` (or the name of a registered one).
         run: the `RunDir` (`--model_dir`).
         data: the `DataConfig` of the prepared records.
-        model_config: the `ModelConfig` (its frame size and count are
-            taken from the records).
+        model_config: the `ModelConfig` of a new model (its frame size and
+            count are taken from the records); a stage that starts from an
+            earlier one uses the stored model instead.
         training: the `TrainingConfig`.
+        flags: optional `{flag: value}` of the whole command, kept in
+            `config.json`.
 
     Returns:
         The best record (`best.json`).
     """
+    spec = STAGES[spec] if isinstance(spec, str) else spec
+    start = spec.start_stage(run, training)
     prepared, strategy = _start(data, training)
-    with stage_lock(run, strategy, "pretrain"), reading_records(run, prepared):
+    with stage_lock(run, strategy, spec.name), reading_records(run, prepared):
+        model_config = model_config if start is None else run.read_model_config()
         model = _stage_model(run, model_config, prepared, training, strategy)
-        model.encoder.set_trainable_blocks(0)
-        trainer = make_trainer(run, "pretrain", model, strategy, training, prepared,
-                               objective=TeacherForcing(training.label_smoothing),
-                               kind="features", decoder_learning_rate=training.learning_rate)
-        calibrate = training.calibrate_batchnorm == "true" or (
-            training.calibrate_batchnorm == "auto"
-            and str(training.encoder_weights).lower() == "none")
-        if trainer.resumed_from is None and calibrate:
-            _calibrate(training, model, prepared)
-        cache_dir = strategy_lib.worker_dir(run.features_dir, strategy)
-        built = feature_cache.build_cache(
-            model, prepared.records_dir, cache_dir, ("train", "val"),
-            batch_size=training.eval_batch_size, image_size=prepared.info["image_size"],
-            progress=print,
-        )
-        print(f"feature cache {'built' if built else 'reused'}: {cache_dir}", flush=True)
-        best = fit_stage(trainer, training, prepared, cache_dir)
-    print(f"pretrain done: best validation {best['metric']} {best['value']:.4f} "
-          f"(epoch {best['epoch']})", flush=True)
-    return best
-
-
-def finetune(run, data, training):
-    """Trains encoder and decoder end to end from the best pretrain weights.
-
-    Args:
-        run: the `RunDir` pretrain trained in.
-        data: the `DataConfig` of the prepared records.
-        training: the `TrainingConfig`.
-
-    Returns:
-        The best record (`best.json`).
-    """
-    if run.read_best("pretrain") is None:
-        raise NoCheckpointError(
-            f"finetune starts from the best pretrain checkpoint, but {run.best_dir('pretrain')} "
-            f"has none: run --stage=pretrain with --model_dir={run.path} first")
-    prepared, strategy = _start(data, training)
-    with stage_lock(run, strategy, "finetune"), reading_records(run, prepared):
-        model = _stage_model(run, run.read_model_config(), prepared, training, strategy)
-        run.restore_best(model, "pretrain")
-        model.encoder.set_trainable_blocks(training.finetune_blocks)
-        if training.remat != "none":  # a training-time choice: model_config.json is unchanged
-            print(model.encoder.set_remat(training.remat).describe(), flush=True)
+        if start is not None:
+            run.restore_best(model, start)
+        blocks = spec.value("encoder_blocks", training)
+        if spec.inputs == "features" and blocks:
+            raise ValueError(f"stage {spec.name}: cached features need a frozen encoder")
+        model.encoder.set_trainable_blocks(blocks)
+        if spec.setup is not None:
+            spec.setup(model, training)
+        objective = spec.objective(training, prepared)
+        epochs = spec.num_epochs(training)
         trainer = make_trainer(
-            run, "finetune", model, strategy, training, prepared,
-            objective=TeacherForcing(training.label_smoothing), kind="frames",
-            decoder_learning_rate=training.finetune_learning_rate or training.learning_rate,
-            encoder_learning_rate=(training.encoder_learning_rate
-                                   if training.finetune_blocks else None),
-        )
-        best = fit_stage(trainer, training, prepared, prepared.records_dir)
-    pre = run.read_best("pretrain")
-    print(f"finetune done: best validation {best['metric']} {best['value']:.4f} "
-          f"(epoch {best['epoch']}); pretrain best was {pre['value']:.4f}", flush=True)
+            run, spec.name, model, strategy, training, prepared, objective=objective,
+            kind=spec.inputs, epochs=epochs,
+            decoder_learning_rate=spec.value("decoder_learning_rate", training),
+            encoder_learning_rate=(spec.value("encoder_learning_rate", training)
+                                   if blocks else None))
+        if strategy_lib.is_chief(strategy):
+            write_stage_config(run, spec, start=start,
+                               model_config=records_model_config(model_config, prepared),
+                               data=data, training=training, objective=objective,
+                               strategy=strategy, prepared=prepared, flags=flags)
+        if spec.warm_up is not None:
+            spec.warm_up(trainer, training, prepared)
+        data_dir = prepared.records_dir
+        if spec.inputs == "features":
+            data_dir = strategy_lib.worker_dir(feature_cache_dir(run, spec, start), strategy)
+            built = feature_cache.build_cache(
+                model, prepared.records_dir, data_dir, ("train", "val"),
+                batch_size=training.eval_batch_size, image_size=prepared.info["image_size"],
+                progress=print)
+            print(f"feature cache {f'of the {start} encoder ' if start else ''}"
+                  f"{'built' if built else 'reused'}: {data_dir}", flush=True)
+        best = fit_stage(trainer, training, prepared, data_dir, epochs=epochs)
+    done = (f"{spec.name} done: best validation {best['metric']} {best['value']:.4f} "
+            f"(epoch {best['epoch']})")
+    if start is not None:
+        done += f"; {start} best was {run.read_best(start)['value']:.4f}"
+    print(done, flush=True)
     return best
+
+
+# -- the stages ---------------------------------------------------------------
+
+
+def teacher_forcing(training, prepared):
+    """The cross-entropy objective of pretrain and finetune."""
+    return TeacherForcing(training.label_smoothing)
+
+
+def set_remat(model, training):
+    """finetune's setup: `--remat` (a training-time choice: model_config.json
+    is unchanged)."""
+    if training.remat != "none":
+        print(model.encoder.set_remat(training.remat).describe(), flush=True)
 
 
 def scst_start(run, training):
     """The stage whose best checkpoint scst starts from (`--scst_from`)."""
     if training.scst_from != "auto":
-        start = training.scst_from
-    else:
-        start = "finetune" if run.read_best("finetune") is not None else "pretrain"
-    if run.read_best(start) is None:
-        raise NoCheckpointError(
-            f"scst starts from the best {start} checkpoint, but {run.best_dir(start)} has none: "
-            f"run --stage={start} with --model_dir={run.path} first")
-    return start
+        return training.scst_from
+    return "finetune" if run.read_best("finetune") is not None else "pretrain"
 
 
 def cider_frequencies(prepared):
@@ -331,45 +534,47 @@ def cider_frequencies(prepared):
     return frequencies
 
 
-def scst(run, data, training):
-    """Self-critical sequence training on CIDEr-D from the best checkpoint of
-    `scst_start`, encoder frozen.
-
-    Args:
-        run: the `RunDir` the earlier stages trained in.
-        data: the `DataConfig` of the prepared records.
-        training: the `TrainingConfig` (`scst_*` options).
-
-    Returns:
-        The best record (`best.json`).
-    """
+def self_critical(training, prepared):
+    """scst's objective: `SelfCritical` rewarded by CIDEr-D with the
+    training references' document frequencies."""
     from etenet_tf.evaluation.cider import CiderD
     from etenet_tf.training.objectives import SelfCritical
-    start = scst_start(run, training)
-    prepared, strategy = _start(data, training)
-    with stage_lock(run, strategy, "scst"), reading_records(run, prepared):
-        model = _stage_model(run, run.read_model_config(), prepared, training, strategy)
-        run.restore_best(model, start)
-        model.encoder.set_trainable_blocks(0)
-        cache_dir = (run.features_dir if start == "pretrain"
-                     else os.path.join(run.stage_dir("scst"), "features"))
-        cache_dir = strategy_lib.worker_dir(cache_dir, strategy)
-        built = feature_cache.build_cache(
-            model, prepared.records_dir, cache_dir, ("train", "val"),
-            batch_size=training.eval_batch_size, image_size=prepared.info["image_size"],
-            progress=print)
-        print(f"feature cache of the {start} encoder {'built' if built else 'reused'}: "
-              f"{cache_dir}", flush=True)
-        cider = CiderD(*cider_frequencies(prepared), len(prepared.vocabulary),
-                       include_end=training.scst_include_end)
-        objective = SelfCritical(cider, num_samples=training.scst_samples,
-                                 baseline=training.scst_baseline,
-                                 max_length=prepared.max_length - 1, seed=training.seed)
-        trainer = make_trainer(run, "scst", model, strategy, training, prepared,
-                               objective=objective, kind="features",
-                               decoder_learning_rate=training.scst_learning_rate)
-        best = fit_stage(trainer, training, prepared, cache_dir)
-    before = run.read_best(start)
-    print(f"scst done: best validation {best['metric']} {best['value']:.4f} "
-          f"(epoch {best['epoch']}); {start} best was {before['value']:.4f}", flush=True)
-    return best
+    cider = CiderD(*cider_frequencies(prepared), len(prepared.vocabulary),
+                   include_end=training.scst_include_end)
+    return SelfCritical(cider, num_samples=training.scst_samples,
+                        baseline=training.scst_baseline, max_length=prepared.max_length - 1,
+                        seed=training.seed)
+
+
+PRETRAIN = register_stage(StageSpec(
+    "pretrain", "encoder frozen (cached features), the decoder learns",
+    objective=teacher_forcing, inputs="features", warm_up=calibrate))
+FINETUNE = register_stage(StageSpec(
+    "finetune", "the whole network end to end from the best pretrain weights",
+    objective=teacher_forcing, start="pretrain", inputs="frames",
+    encoder_blocks="finetune_blocks",
+    decoder_learning_rate=lambda t: t.finetune_learning_rate or t.learning_rate,
+    setup=set_remat))
+SCST = register_stage(StageSpec(
+    "scst", "self-critical training on CIDEr-D from the best finetune (or pretrain) weights",
+    objective=self_critical, start=scst_start, inputs="features",
+    decoder_learning_rate="scst_learning_rate"))
+
+
+def pretrain(run, data, model_config, training):
+    """Trains the decoder on cached features of the frozen encoder
+    (`run_stage(PRETRAIN, ...)`); returns the best record."""
+    return run_stage(PRETRAIN, run, data, model_config, training)
+
+
+def finetune(run, data, training):
+    """Trains encoder and decoder end to end from the best pretrain weights
+    (`run_stage(FINETUNE, ...)`); returns the best record."""
+    return run_stage(FINETUNE, run, data, None, training)
+
+
+def scst(run, data, training):
+    """Self-critical sequence training on CIDEr-D from the best checkpoint of
+    `scst_start`, encoder frozen (`run_stage(SCST, ...)`); returns the best
+    record."""
+    return run_stage(SCST, run, data, None, training)
