@@ -40,12 +40,19 @@ import time
 
 from etenet_tf import interrupts
 from etenet_tf.data import video_decode
+from etenet_tf.errors import UserError
 
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
 # a worker asked to stop (its pipe closed) gets this long before SIGKILL
 _STOP_GRACE_S = 1.0
 # longest single wait for results, so a stuck wait is impossible
 _MAX_WAIT_S = 1.0
+# workers that die before they are ready, in a row, before the pool gives up
+_MAX_START_FAILURES = 3
+
+
+class DecodeWorkerError(UserError):
+    """Decoding worker processes cannot start."""
 
 
 @contextlib.contextmanager
@@ -214,6 +221,7 @@ class OrderedDecoder:
         self._next_key = 0
         self._closed = False
         self.replaced = 0  # workers killed (time limit) or died, and replaced
+        self._start_failures = 0
         self._workers = [DecodeWorker(fn) for _ in range(workers)]
         self._fill()
 
@@ -279,7 +287,17 @@ class OrderedDecoder:
                   and time.monotonic() - worker.started >= self._timeout):
                 error = timeout_error
             if error is None:
+                if worker.ready:
+                    self._start_failures = 0
                 continue
+            if not worker.ready:
+                self._start_failures += 1
+                if self._start_failures >= _MAX_START_FAILURES:
+                    self.close()
+                    raise DecodeWorkerError(
+                        f"decoding worker processes die as they start (exit status "
+                        f"{worker.process.exitcode}); check that this Python can import "
+                        "etenet_tf, av and PIL, and that memory is free")
             if worker.busy:
                 slot = self._by_key[worker.key]
                 slot[2] = (None, error(slot[1][0], worker.process.exitcode
