@@ -378,5 +378,8 @@ def _too_large(path, width, height, max_pixels):
 
 
 def _reason(error):
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+    # FFmpeg's errors end with the name it opened (`file:/proc/self/fd/7`):
+    # the message names the video itself, so only the reason is kept
+    text = (isinstance(error, av.FFmpegError) and error.strerror) or str(error).strip() or \
+        type(error).__name__
+    return str(text).splitlines()[0]
