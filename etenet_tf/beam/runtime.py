@@ -211,7 +211,25 @@ class Decoding:
             interrupts.die_with_parent(self.launcher_pid)
 
     def decode(self, job):
-        """`decode_job(job)`: `(result, None)` or `(None, error message)`."""
+        """`decode_job(job)`: `(result, None)` or `(None, error message)`.
+
+        A remote video is fetched here, in the process that runs the DoFn
+        and sees its file systems (TensorFlow's `ram://` is private to one
+        process), into an unnamed temporary file the worker reads through
+        `/proc/<this pid>/fd/N`; messages name the remote path.
+        """
+        path = job[0]
+        if not video_decode.is_remote(path):
+            return self._run(job)
+        try:
+            with video_decode.local_copy(path) as local:
+                shared = local.replace("/proc/self/", f"/proc/{os.getpid()}/", 1)
+                result, error = self._run((shared,) + tuple(job[1:]))
+        except video_decode.VideoDecodeError as e:
+            return None, str(e)
+        return result, error and error.replace(shared, path)
+
+    def _run(self, job):
         if self.worker is None:
             self.worker = decode_pool.DecodeWorker(video_decode.decode_job)
         result = self.worker.run(job, self.timeout_s)
