@@ -7,7 +7,7 @@ Three ways through the same clips, one model with random weights
 - one at a time: the caption stage before the library work; each video
   is decoded in this process, then captioned alone (batch 1), decoding and
   the model taking turns;
-- the pipeline: `jobs.caption.caption_videos`, the stage's own loop:
+- the pipeline: `generation.library.caption_videos`, the stage's own loop:
   worker processes decode two batches ahead of the model, batches of
   `--library_batch`, JSON Lines written per batch;
 - the model alone: the same batches of already-decoded frames, captioned
@@ -45,9 +45,9 @@ from benchmarks import common, prepare_decode
 from etenet_tf import limits
 from etenet_tf.data import decode_pool, video_decode
 from etenet_tf.generation import BeamSampler, CaptionGenerator
+from etenet_tf.generation.library import caption_videos
 from etenet_tf.generation.outputs import open_output
 from etenet_tf.jobs import ExperimentConfig
-from etenet_tf.jobs.caption import caption_videos
 from etenet_tf.model.config import ModelConfig
 from etenet_tf.run_dir import RunDir
 from etenet_tf.text.vocabulary import Vocabulary
@@ -109,8 +109,8 @@ def _one_at_a_time(generator, paths, frames, size):
 
 def _decode_only(paths, frames, size, workers, batch):
     """The pipeline's decoding alone: the same workers, nothing captioned."""
-    jobs = ((p, frames, size, limits.MAX_FRAME_PIXELS) for p in paths)
-    with decode_pool.OrderedDecoder(video_decode.decode_frames_job, jobs, workers=workers,
+    jobs = ((p, frames, size, None, limits.MAX_FRAME_PIXELS) for p in paths)
+    with decode_pool.OrderedDecoder(video_decode.decode_job, jobs, workers=workers,
                                     ahead=max(2 * batch, workers)) as decoder:
         for _ in decoder:
             pass

@@ -22,6 +22,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -104,10 +105,25 @@ def write_bytes(path, data):
                 f.write(data)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_dumps(obj, **kwargs):
+    """`json.dumps(obj, ensure_ascii=False)` whose text is always valid
+    UTF-8: text stays as it is, and a lone surrogate (an undecodable byte
+    of a file name that is not UTF-8, as `os.fsdecode` gives it: byte
+    0xE9 is U+DCE9) is written as its JSON escape `\\udce9`. `json.loads`
+    reads it back to the same `str`, and `os.fsencode` of that gives the
+    name's bytes back, so any file name goes through JSON losslessly."""
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def write_json(path, obj):
-    """Writes `obj` as JSON to `path` atomically (numpy scalars allowed)."""
-    write_text(path, json.dumps(
-        obj, indent=1, ensure_ascii=False,
+    """Writes `obj` as JSON to `path` atomically (numpy scalars allowed;
+    any file name in it: `json_dumps`)."""
+    write_text(path, json_dumps(
+        obj, indent=1,
         default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + "\n")
 
 

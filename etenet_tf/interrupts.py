@@ -72,3 +72,45 @@ def signal_name(error):
 def exit_code(error):
     """128 + the signal number, as a shell reports a process it stopped."""
     return 128 + int(getattr(error, "signum", signal.SIGINT))
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_watched = {}
+
+
+def die_with_parent(parent_pid, poll_s=0.5):
+    """Makes this (worker) process end when its parent dies, however the
+    parent died (kill -9 included), so no worker outlives its run.
+
+    Two guards: the kernel's parent-death signal (`prctl(PR_SET_PDEATHSIG,
+    SIGKILL)`, Linux), and a daemon thread that checks every `poll_s`
+    seconds that the parent is still `parent_pid` (any POSIX system, and
+    the case where the kernel's signal is tied to a thread of the parent
+    that ended). A parent that died before this call is noticed at once.
+
+    Args:
+        parent_pid: the pid of the process that started this one.
+        poll_s: seconds between two checks of the parent pid.
+    """
+    import ctypes
+    import ctypes.util
+    import os
+    import threading
+    import time
+
+    if _watched.get("parent") == parent_pid:
+        return
+    _watched["parent"] = parent_pid
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

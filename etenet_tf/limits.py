@@ -17,3 +17,9 @@ MAX_SERVING_TOTAL_FRAMES = 256
 
 # Most frames per video in a serving request (`--max_serving_frames`).
 MAX_SERVING_FRAMES = 64
+
+# Most seconds one video may take to decode (`--decode_timeout_s`) in any
+# decoding path (prepare, caption, Beam). Generous: a 2-hour 4K film
+# decodes in a few minutes on one core; what exceeds it is stuck (a
+# damaged file the decoder loops on, a network file system that hangs).
+DECODE_TIMEOUT_S = 1800.0

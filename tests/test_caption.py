@@ -276,9 +276,9 @@ def test_decoding_runs_a_bounded_number_of_videos_ahead():
     def jobs():
         for clip in clips:
             jobs_read.append(clip)
-            yield clip, 2, 32, 1 << 26
+            yield clip, 2, 32, None, 1 << 26
 
-    with decode_pool.OrderedDecoder(video_decode.decode_frames_job, jobs(), workers=2,
+    with decode_pool.OrderedDecoder(video_decode.decode_job, jobs(), workers=2,
                                     ahead=3) as decoder:
         assert decoder.in_flight == 3 and len(jobs_read) == 3
         results = []

@@ -26,3 +26,18 @@ def test_files_directories_patterns_and_list_files(tmp_path):
         ("nothing*", "no video file matches this pattern"),
         ("missing.mp4", "no such file or directory"),
     ]
+
+
+def test_both_runners_read_the_comma_separated_form(tmp_path):
+    """`caption_inputs` is what the local and the Beam caption stage read:
+    the old comma-separated `--videos` (with a note) as well as a file
+    whose name holds a comma."""
+    from etenet_tf.data.inputs import caption_inputs
+    for name in ("a.mp4", "b.mp4", "with,comma.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    notes = []
+    videos, problems = caption_inputs(
+        [f"{tmp_path}/a.mp4,{tmp_path}/b.mp4", str(tmp_path / "with,comma.mp4")],
+        warn=notes.append)
+    assert [os.path.basename(v) for v in videos] == ["a.mp4", "b.mp4", "with,comma.mp4"]
+    assert problems == [] and len(notes) == 1 and "separated by commas" in notes[0]

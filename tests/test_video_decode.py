@@ -244,7 +244,7 @@ def test_rotation_metadata_is_honoured(tmp_path, degrees, hflip, vflip):
 
 _WORKER = """
 import pickle, sys
-job_function = pickle.loads(bytes.fromhex(sys.argv[1]))
+worker_main, job_function = pickle.loads(bytes.fromhex(sys.argv[1]))
 job = (sys.argv[2], 2, 32, 90, 1 << 26)
 try:
     jpegs, error = job_function(job)
@@ -257,40 +257,36 @@ print(job_function.__module__, heavy)
 
 
 def test_prepare_workers_never_import_tensorflow(tmp_path, monkeypatch):
-    """A spawned prepare worker unpickles the job function prepare hands to
-    its pool (importing that function's module), then runs jobs. Capture
-    that function from a real prepare run and do the same in a fresh
-    interpreter."""
-    import concurrent.futures
+    """A spawned prepare worker unpickles its main function (the pool's)
+    and the job function prepare hands to its pool (importing their
+    modules), then runs jobs. Capture that function from a real prepare
+    run and do the same in a fresh interpreter."""
     import pickle
     import shutil
     import subprocess
     import sys
 
-    from etenet_tf.data import prepare
+    from etenet_tf.data import decode_pool, prepare
     from etenet_tf.data.sources.custom import load_custom
 
     from test_prepare import _build
     handed = []
 
     class InProcessPool:  # records what prepare gives its worker pool
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def map(self, fn, jobs, chunksize=1):
+        def __init__(self, fn, jobs, **kwargs):
             handed.append(fn)
-            return map(fn, jobs)
+            self.results = map(fn, jobs)
 
-        def shutdown(self, *args, **kwargs):
-            pass
+        def __next__(self):
+            return next(self.results)
 
         def __enter__(self):
             return self
 
         def __exit__(self, *exc):
-            self.shutdown()
+            pass
 
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", InProcessPool)
+    monkeypatch.setattr(decode_pool, "OrderedDecoder", InProcessPool)
     shutil.copy(data_path("moviepy_example_mask.mp4"), tmp_path / "clip.mp4")
     (tmp_path / "ann.csv").write_text("video,caption,split\nclip.mp4,a clip,train\n")
     examples = load_custom(str(tmp_path / "ann.csv"), str(tmp_path))
@@ -298,7 +294,8 @@ def test_prepare_workers_never_import_tensorflow(tmp_path, monkeypatch):
                              vocabulary_builder=_build, workers=1)
     assert report["written"] == {"train": 1} and len(handed) == 1
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", _WORKER, pickle.dumps(handed[0]).hex(),
+    out = subprocess.run([sys.executable, "-c", _WORKER,
+                          pickle.dumps((decode_pool._worker_main, handed[0])).hex(),
                           data_path("moviepy_example_mask.mp4")], capture_output=True, text=True,
                          timeout=120, env=dict(os.environ, PYTHONPATH=root))
     assert out.returncode == 0, out.stderr[-2000:]

@@ -1,12 +1,12 @@
 """`--stage=caption --runner=beam`: offline captioning with RunInference.
 
 The launcher expands `--videos` and `--videos_from` as the local caption
-stage does (`etenet_tf.data.inputs.expand_video_inputs`: files,
-directories, glob patterns, list files; any `tf.io.gfile` path), writes
-the list to work files and runs:
+stage does (`etenet_tf.data.inputs.caption_inputs`: files, directories,
+glob patterns, list files, the old comma-separated form; any `tf.io.gfile`
+path), writes the list to work files and runs:
 
     work files --read--> videos --Reshuffle--> DecodeFrames (the local
-    stage's `video_decode.decode_video`, frames and size of the training
+    stage's `video_decode.decode_job`, frames and size of the training
     data) --RunInference(KeyedModelHandler(CaptionModelHandler))-->
     `caption_records` --+--> shard by video --> `<output>-i-of-n.jsonl`
     undecodable videos and names matching nothing: `error_record` --+
@@ -55,8 +55,7 @@ from apache_beam.ml.inference.base import (  # noqa: E402
 )
 
 from etenet_tf import files  # noqa: E402
-from etenet_tf.data import video_decode  # noqa: E402
-from etenet_tf.data.inputs import expand_video_inputs  # noqa: E402
+from etenet_tf.data.inputs import caption_inputs  # noqa: E402
 from etenet_tf.errors import UsageError, UserError  # noqa: E402
 from etenet_tf.export import serving  # noqa: E402
 from etenet_tf.generation.captioning import Captions, caption_records, error_record  # noqa: E402
@@ -75,8 +74,8 @@ def check(config):
     `PipelineOptions`."""
     caption, beam_config = config.caption, config.beam
     if not caption.videos and not caption.videos_from:
-        raise UsageError("--stage=caption needs --videos=a.mp4,dir,'clips/*.webm' or "
-                         "--videos_from=list.txt")
+        raise UsageError("--stage=caption needs --videos=FILE, a directory or a pattern "
+                         "(repeat the flag for more), or --videos_from=LIST_FILE")
     output_paths(caption.output)  # checks the name
     if caption.attention_dir:
         raise UsageError("--attention_dir is not written by --runner=beam; caption those "
@@ -143,7 +142,7 @@ def caption(config, options, stage=None):
     """
     caption_config, beam_config = config.caption, config.beam
     num_frames, image_size = model_input_spec(config)
-    videos, problems = expand_video_inputs(caption_config.videos, caption_config.videos_from)
+    videos, problems = caption_inputs(caption_config.videos, caption_config.videos_from)
     for name, reason in problems:
         print(f"{name}\tERROR: {reason}", file=sys.stderr, flush=True)
     if not videos and not problems:
@@ -171,7 +170,8 @@ def caption(config, options, stage=None):
                    | "Videos" >> beam.FlatMap(runtime.read_work)
                    | "Spread" >> beam.Reshuffle()
                    | "Decode" >> beam.ParDo(DecodeFrames(num_frames, image_size,
-                                                         config.data.max_frame_pixels))
+                                                         config.data.max_frame_pixels,
+                                                         config.data.decode_timeout_s))
                    .with_outputs(DecodeFrames.ERRORS, main="frames"))
         captioned = (decoded.frames
                      | "RunInference" >> RunInference(KeyedModelHandler(handler))
@@ -215,8 +215,8 @@ def _record(keyed):
 
 def _keyed_line(record, count):
     """`(shard index, JSON line)`: the shard from a stable hash of the path."""
-    key = zlib.crc32(record["video"].encode("utf-8")) % count
-    return key, json.dumps(record, ensure_ascii=False)
+    key = zlib.crc32(os.fsencode(record["video"])) % count
+    return key, files.json_dumps(record)
 
 
 def _errors(prefix, suffix, count):
@@ -243,33 +243,30 @@ def _remove_other_shards(prefix, suffix, count):
 
 class DecodeFrames(beam.DoFn):
     """A video path -> `(path, uint8 frames [T, S, S, 3])`, decoded as the
-    local caption stage does; an undecodable video -> its error record on
-    the `errors` output."""
+    local caption stage does (`video_decode.decode_job` in a worker
+    process, `--decode_timeout_s`); an undecodable video -> its error
+    record on the `errors` output."""
 
     ERRORS = "errors"
 
-    def __init__(self, num_frames, image_size, max_pixels):
+    def __init__(self, num_frames, image_size, max_pixels, timeout_s):
         super().__init__()
-        self.args = (num_frames, image_size, max_pixels)
+        self.args = (num_frames, image_size, None, max_pixels)
+        self.decoding = runtime.Decoding(timeout_s)
         self.decoded = Metrics.counter(runtime.NAMESPACE, "videos_decoded")
         self.failed = Metrics.counter(runtime.NAMESPACE, "videos_failed")
 
+    def setup(self):
+        self.decoding.setup()
+
+    def teardown(self):
+        self.decoding.teardown()
+
     def process(self, path):
-        try:
-            with video_decode.local_copy(path) as local:
-                try:
-                    frames = video_decode.decode_video(local, *self.args[:2],
-                                                       max_pixels=self.args[2])
-                except video_decode.VideoDecodeError as e:
-                    raise video_decode.VideoDecodeError(str(e).replace(local, path)) from None
-        except video_decode.VideoDecodeError as e:
+        frames, error = self.decoding.decode((path,) + self.args)
+        if frames is None:
             self.failed.inc()
-            yield beam.pvalue.TaggedOutput(self.ERRORS, error_record(path, str(e)))
-            return
-        except Exception as e:  # a decoder crash must not fail the pipeline
-            self.failed.inc()
-            yield beam.pvalue.TaggedOutput(
-                self.ERRORS, error_record(path, f"{path}: {type(e).__name__}: {e}"))
+            yield beam.pvalue.TaggedOutput(self.ERRORS, error_record(path, error))
             return
         self.decoded.inc()
         yield path, frames

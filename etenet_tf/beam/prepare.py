@@ -47,7 +47,7 @@ from apache_beam.metrics.metric import Metrics  # noqa: E402
 
 from etenet_tf import files  # noqa: E402
 from etenet_tf.data import prepare as prepare_lib  # noqa: E402
-from etenet_tf.data import records, video_decode  # noqa: E402
+from etenet_tf.data import records  # noqa: E402
 from etenet_tf.data.examples import VideoExample  # noqa: E402
 
 WORK_DIR = ".beam-work"  # in the records directory while the pipeline runs
@@ -117,7 +117,7 @@ def _run(plan, data, out, options, jpeg_quality):
              | "Videos" >> beam.FlatMap(runtime.read_work)
              | "Spread" >> beam.Reshuffle()
              | "Decode" >> beam.ParDo(DecodeVideo(data.frames, data.image_size, jpeg_quality,
-                                                  data.max_frame_pixels))
+                                                  data.max_frame_pixels, data.decode_timeout_s))
              | "By shard" >> beam.GroupByKey()
              | "Write shards" >> beam.ParDo(WriteShard(out, data.strict)))
 
@@ -136,16 +136,23 @@ class DecodeVideo(beam.DoFn):
     """One planned video -> `(shard name, (position, record or None,
     problem or None))`, with the local runner's per-video functions."""
 
-    def __init__(self, num_frames, image_size, jpeg_quality, max_pixels):
+    def __init__(self, num_frames, image_size, jpeg_quality, max_pixels, timeout_s):
         super().__init__()
         self.args = (num_frames, image_size, jpeg_quality, max_pixels)
+        self.decoding = runtime.Decoding(timeout_s)
         self.decoded = Metrics.counter(runtime.NAMESPACE, "videos_decoded")
         self.undecodable = Metrics.counter(runtime.NAMESPACE, "videos_undecodable")
+
+    def setup(self):
+        self.decoding.setup()
+
+    def teardown(self):
+        self.decoding.teardown()
 
     def process(self, item):
         name, position, video_id, path, captions = item
         example = VideoExample(video_id, "", captions, path)
-        jpegs, error = video_decode.decode_job(prepare_lib.decode_job_args(example, *self.args))
+        jpegs, error = self.decoding.decode(prepare_lib.decode_job_args(example, *self.args))
         if jpegs is None:
             self.undecodable.inc()
             yield name, (position, None, prepare_lib.problem_entry(example, error))

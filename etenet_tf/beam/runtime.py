@@ -8,7 +8,8 @@ the list of videos to files beside the output and the pipeline reads them
 back (`read_work`): a list of millions of videos inside the pipeline
 graph would exceed what a runner accepts (Dataflow: 10 MB per job), while
 the list of its files stays small. `run` runs a pipeline to the end and
-turns a failure into one line.
+turns a failure into one line. `Decoding` is the decoding worker process
+of a DoFn (the local runner's `decode_pool`, with `--decode_timeout_s`).
 """
 
 import contextlib
@@ -17,7 +18,8 @@ import logging
 import os
 import shlex
 
-from etenet_tf import files
+from etenet_tf import files, interrupts
+from etenet_tf.data import decode_pool, video_decode
 from etenet_tf.errors import UsageError, UserError
 
 EXTRA = 'pip install -e ".[beam]"'
@@ -181,6 +183,70 @@ def needs_package_hint(options):
             " or --sdk_container_image (README: Scale-out with Apache Beam)")
 
 
+# -- Decoding ------------------------------------------------------------------
+
+
+class Decoding:
+    """Decoding for a DoFn: `video_decode.decode_job` in one worker process
+    of `decode_pool` (started on first use, replaced when a video exceeds
+    `timeout_s` or kills it), so a stuck or crashing video costs its own
+    record only, as on the local runner.
+
+    Call `setup` and `teardown` from the DoFn's. In a DirectRunner worker
+    process that this launcher started, `setup` also makes that process
+    end with the launcher (`interrupts.die_with_parent`): a launcher killed
+    with kill -9 leaves no worker behind.
+
+    Args:
+        timeout_s: most seconds per video (`--decode_timeout_s`).
+    """
+
+    def __init__(self, timeout_s):
+        self.timeout_s = timeout_s
+        self.launcher_pid = os.getpid()
+        self.worker = None
+
+    def setup(self):
+        if os.getpid() != self.launcher_pid and os.getppid() == self.launcher_pid:
+            interrupts.die_with_parent(self.launcher_pid)
+
+    def decode(self, job):
+        """`decode_job(job)`: `(result, None)` or `(None, error message)`.
+
+        A remote video is fetched here, in the process that runs the DoFn
+        and sees its file systems (TensorFlow's `ram://` is private to one
+        process), into an unnamed temporary file the worker reads through
+        `/proc/<this pid>/fd/N`; messages name the remote path.
+        """
+        path = job[0]
+        if not video_decode.is_remote(path):
+            return self._run(job)
+        try:
+            with video_decode.local_copy(path) as local:
+                shared = local.replace("/proc/self/", f"/proc/{os.getpid()}/", 1)
+                result, error = self._run((shared,) + tuple(job[1:]))
+        except video_decode.VideoDecodeError as e:
+            return None, str(e)
+        return result, error and error.replace(shared, path)
+
+    def _run(self, job):
+        if self.worker is None:
+            self.worker = decode_pool.DecodeWorker(video_decode.decode_job)
+        result = self.worker.run(job, self.timeout_s)
+        if not self.worker.alive:
+            self.worker.kill()
+            self.worker = None
+        return result
+
+    def teardown(self):
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def __getstate__(self):  # a DoFn is pickled: the process stays behind
+        return dict(self.__dict__, worker=None)
+
+
 # -- Work lists ----------------------------------------------------------------
 
 
@@ -192,7 +258,7 @@ def stage_work(work_dir, items, per_file=VIDEOS_PER_WORK_FILE):
     paths = []
     for start in range(0, len(items), per_file):
         path = os.path.join(work_dir, f"work-{start // per_file:06d}.jsonl")
-        files.write_text(path, "".join(json.dumps(item, ensure_ascii=False) + "\n"
+        files.write_text(path, "".join(files.json_dumps(item) + "\n"
                                        for item in items[start:start + per_file]))
         paths.append(path)
     return paths

@@ -27,6 +27,7 @@ class DataConfig:
         min_word_count: rarer training words become `<unk>`.
         max_caption_length: training tokens per caption (0: from the data).
         max_frame_pixels: largest frame (height x width) decoded anywhere.
+        decode_timeout_s: most seconds one video may take to decode anywhere.
         shapes_train_per_combination: shapes training clips per combination.
         shapes_seed: shapes generation seed.
         scenes_seed: scenes generation seed.
@@ -57,6 +58,10 @@ class DataConfig:
         limits.MAX_FRAME_PIXELS, "Most pixels (height x width) a video or JPEG frame may "
         "declare; larger ones are refused before decoding (prepare, caption, serving). Default "
         "8192x8192.", low=1)
+    decode_timeout_s: float = option(
+        limits.DECODE_TIMEOUT_S, "Most seconds one video may take to decode (prepare, caption, "
+        "Beam); a video over it gets an error record and the others go on.", low=0,
+        low_open=True)
     shapes_train_per_combination: int = option(
         5, "shapes: train clips per (colour, shape, direction).", low=1)
     shapes_seed: int = option(1234, "shapes: generation seed (another seed renders clips that "

@@ -6,7 +6,9 @@ from. Split names are normalised to `train`, `val`, `test`.
 
 Video ids come from files a user downloaded; they must never name a file
 outside `--video_dir`. Absolute ids and ids that resolve outside it are
-rejected (reported as `unsafe_id`, fatal with `--strict`).
+rejected (reported as `unsafe_id`, fatal with `--strict`), and so is an
+id whose file is a symbolic link that resolves outside it (the path is
+resolved, links included, before the check: `os.path.realpath`).
 
 Annotation files and `--video_dir` may be remote (`gs://...`, see
 `etenet_tf.files`): a remote video directory is listed once, recursively.
@@ -148,12 +150,15 @@ class VideoIndex:
             path = self._by_stem.get(video_id)
             return (path, None) if path else (None, "missing")
         direct = os.path.join(self._root, video_id)
-        if os.path.isfile(direct):
-            return os.path.realpath(direct), None
-        path = self._by_stem.get(video_id)
+        path = direct if os.path.isfile(direct) else self._by_stem.get(video_id)
         if path is None:
             return None, "missing"
-        return path, None
+        # the file itself may be a link out of the directory (`stem.mp4 ->
+        # /elsewhere/secret.mp4`): what it resolves to must stay inside
+        target = os.path.realpath(path)
+        if not target.startswith(self._root + os.sep):
+            return None, "unsafe_id"
+        return target, None
 
 
 def directory_of(path):

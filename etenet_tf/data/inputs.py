@@ -8,6 +8,14 @@ holds one path per line (blank lines and `#` comments skipped; relative
 paths are relative to the list file; `-` is standard input, its paths
 relative to the current directory). Each video appears once, at its
 first mention. A name that matches nothing is reported, not fatal.
+`caption_inputs` is what both caption runners (local and Beam) read:
+the same, plus the old comma-separated `--videos` form.
+
+Names are taken as the file system holds them: a name that is not UTF-8
+is a `str` with its undecodable bytes as surrogates (`os.fsdecode`), and
+`os.fsencode` gives the bytes back. Only regular files are decoded: a
+named pipe, socket or device found here gets its own error from the
+decoder, which refuses it without opening it.
 
 Paths go through `tf.io.gfile` only where they are remote (`gs://`,
 `s3://`...), so the local path needs no TensorFlow (the caption workers
@@ -118,3 +126,39 @@ def expand_video_inputs(names=(), list_files=()):
                 seen.add(key)
                 videos.append(video)
     return videos, problems
+
+
+def legacy_comma_names(names, warn):
+    """`--videos` was one comma-separated flag: a value that names nothing
+    but whose comma-separated parts do is read the old way (with a note
+    through `warn`), so old commands keep working, and a file whose name
+    has a comma is still one file when it exists."""
+    result = []
+    for name in names:
+        if "," in name:
+            found, _ = expand_video_inputs([name])
+            parts = [p for p in name.split(",") if p]
+            if not found and any(expand_video_inputs([p])[0] for p in parts):
+                warn(f"note: --videos={name} names no file; read as {len(parts)} names "
+                     "separated by commas (repeat --videos for several names)")
+                result += parts
+                continue
+        result.append(name)
+    return result
+
+
+def caption_inputs(names=(), list_files=(), warn=None):
+    """The videos to caption, as every caption runner reads them:
+    `expand_video_inputs` of `names` (`--videos`, the comma-separated form
+    included: `legacy_comma_names`) and `list_files` (`--videos_from`).
+
+    Args:
+        names: `--videos`.
+        list_files: `--videos_from`.
+        warn: callable(line) for notes (default: print to stderr).
+
+    Returns:
+        `(videos, problems)` as `expand_video_inputs`.
+    """
+    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+    return expand_video_inputs(legacy_comma_names(names, warn), list_files)

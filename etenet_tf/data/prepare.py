@@ -19,7 +19,11 @@ Problem videos (missing file, undecodable, empty, unsafe id) are skipped
 and listed in `prepare_report.json`; with `strict=True` the first one
 stops the run.
 
-Runners: `prepare` decodes in a process pool on this machine. An Apache
+Runners: `prepare` decodes in worker processes on this machine
+(`decode_pool.OrderedDecoder`, the caption stage's pool: a video over
+`--decode_timeout_s` or one that kills its worker is an undecodable
+video, its worker is replaced; Ctrl-C and SIGTERM stop the workers at
+once and keep the finished shards). An Apache
 Beam pipeline (`etenet_tf.beam.prepare`) runs the same two halves,
 `begin` (checks and the shard plan) and `finish` (vocabulary and reports),
 around its own decoding, with the same per-video functions
@@ -29,18 +33,15 @@ both write the same files. Every path may be remote (`gs://...`, see
 """
 
 import collections
-import concurrent.futures
 import contextlib
 import dataclasses
 import json
-import multiprocessing
 import os
-import signal
 import sys
 
 from etenet_tf import files, limits
 from etenet_tf.data import attributes as attributes_lib
-from etenet_tf.data import records, video_decode
+from etenet_tf.data import decode_pool, records, video_decode
 from etenet_tf.errors import MissingInputError, UserError
 from etenet_tf.files import write_json
 from etenet_tf.text import ngrams, tokenizer
@@ -96,7 +97,8 @@ class Plan:
 
 def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
             vocabulary_builder, videos_per_shard=64, workers=None, strict=False,
-            jpeg_quality=90, max_pixels=limits.MAX_FRAME_PIXELS, progress=None):
+            jpeg_quality=90, max_pixels=limits.MAX_FRAME_PIXELS,
+            decode_timeout_s=limits.DECODE_TIMEOUT_S, progress=None):
     """Writes frame records, the vocabulary, `dataset.json`, the report and,
     when examples have attributes, `attributes.json`.
 
@@ -114,6 +116,8 @@ def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
         jpeg_quality: JPEG quality of stored frames.
         max_pixels: videos whose frames have more pixels are skipped (their
             size is checked before decoding).
+        decode_timeout_s: most seconds one video may take to decode (None:
+            no limit); a video over it is undecodable, the rest go on.
         progress: optional callable(done_videos, total_videos).
 
     Returns:
@@ -132,8 +136,11 @@ def prepare(examples, output_dir, num_frames, image_size, *, dataset_name,
         if plan.todo:
             jobs = [decode_job_args(ex, num_frames, image_size, jpeg_quality, max_pixels)
                     for t in plan.todo for ex in t[3]]
-            results = _decoded(jobs, workers or os.cpu_count() or 1)
-            with contextlib.closing(results):
+            workers = min(workers or os.cpu_count() or 1, len(jobs))
+            results = decode_pool.OrderedDecoder(
+                video_decode.decode_job, jobs, workers=workers,
+                ahead=max(2 * workers, videos_per_shard), timeout_s=decode_timeout_s)
+            with results:
                 for split, i, count, shard in plan.todo:
                     serialized, problems = [], []
                     for ex in shard:
@@ -171,36 +178,6 @@ def read_problems(path):
     except (OSError, ValueError):
         return None
     return problems if isinstance(problems, list) else None
-
-
-def _decoded(jobs, workers):
-    """Yields `video_decode.decode_job` results in job order, from a pool of
-    worker processes. If the consumer stops (Ctrl-C, SIGTERM, an error),
-    jobs not started are cancelled and the parent does not wait for them."""
-    # spawn: never fork a process holding TF; the job function's module
-    # (video_decode) is all a worker imports, and it imports no TF
-    context = multiprocessing.get_context("spawn")
-    pool = concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=video_decode.worker_init)
-    finished = False
-    try:
-        # The workers start inside map(). They inherit this thread's signal
-        # mask, so Ctrl-C (sent to the whole process group) cannot reach one
-        # before its initializer has made it ignore Ctrl-C.
-        signals = {signal.SIGINT, signal.SIGTERM}
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-        try:
-            results = pool.map(video_decode.decode_job, jobs, chunksize=1)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        yield from results
-        finished = True
-    except concurrent.futures.process.BrokenProcessPool:
-        raise PrepareError(
-            "a decoding worker process died (killed, or out of memory?); re-run the same "
-            "command: finished shards are kept") from None
-    finally:
-        pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
 def decode_job_args(example, num_frames, image_size, jpeg_quality, max_pixels):

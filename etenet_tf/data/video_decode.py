@@ -33,17 +33,32 @@ mirrored (a phone held upright records landscape frames and tags them
 rotated, which equals rotating before the resize since the aspect ratio
 is not kept.
 
+What is opened: only a regular file (`open_video`). A named pipe, socket
+or device is refused from its `stat`, without being opened (reading a
+FIFO would wait for a writer for ever). FFmpeg gets the file through its
+`file` protocol only (`protocol_whitelist=file`: a name such as
+`concat:a|b` or `pipe:0` is a file name, nothing else) and with every
+demuxer except those that open other files or URLs named inside the file
+(HLS `.m3u8` playlists, `ffconcat` scripts, DASH manifests, SDP): a
+playlist is a bad video, never followed outside `--video_dir`.
+
 Remote videos (`gs://...`, any `tf.io.gfile` URL): `local_copy` fetches
-one into a temporary file first (importing TensorFlow only then), and
-messages name the remote path.
+one into an unnamed temporary file first (importing TensorFlow only
+then), so a worker killed half-way leaves no file behind, and messages
+name the remote path.
+
+`decode_job` is the one job function (and error wrapper) of every
+decoding path: prepare's and caption's worker pools
+(`etenet_tf.data.decode_pool`) and the Beam pipelines run it in a worker
+process under the `--decode_timeout_s` limit.
 """
 
 import contextlib
 import io
 import os
-import posixpath
 import shutil
 import signal
+import stat
 import struct
 import tempfile
 
@@ -140,10 +155,7 @@ def decode_video(path, num_frames, image_size, max_pixels=limits.MAX_FRAME_PIXEL
     kept = []  # resized frames at source indices 0, stride, 2*stride, ...
     stride = 1
     count = 0
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise VideoDecodeError(f"{path}: cannot open as a video ({_reason(e)})") from e
+    container = open_video(path)
     with container:
         streams = container.streams.video
         if not streams:
@@ -207,57 +219,129 @@ def decode_video_to_jpegs(path, num_frames, image_size, quality=90,
 
 
 def worker_init():
-    """Initialiser of prepare's worker processes: Ctrl-C and SIGTERM are the
-    parent's to handle (it stops the pool), so a worker finishes or drops
-    its video quietly instead of printing a traceback each. The parent
-    starts the workers with both signals blocked, so none arrives before
-    this runs; they are unblocked once ignored."""
+    """Initialiser of the decoding worker processes: Ctrl-C and SIGTERM are
+    the parent's to handle (it stops the workers), so a worker does not
+    print a traceback each. The parent starts the workers with both
+    signals blocked, so none arrives before this runs; they are unblocked
+    once ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def decode_job(job):
-    """One prepare worker job: `(path, num_frames, image_size, quality,
-    max_pixels)` -> `(jpegs, None)` or `(None, error message)`.
+    """The job of every decoding worker (prepare, caption, Beam):
+    `(path, num_frames, image_size, quality, max_pixels)` ->
+    `(result, None)` or `(None, error message)`.
+
+    The result is a list of `num_frames` JPEGs at `quality` (prepare), or,
+    with `quality=None`, the uint8 frames `[num_frames, image_size,
+    image_size, 3]` (caption). A remote path is fetched first
+    (`local_copy`); messages name the path as given. Any decoder failure
+    is an error message, never an exception: one bad video must not end
+    the run.
 
     It lives here, not in `prepare`, because a worker process imports the
     module of the function it runs, and this one imports no TensorFlow
-    (unless the video is remote: `local_copy`).
+    (unless the video is remote).
     """
     path, num_frames, image_size, quality, max_pixels = job
     try:
         with local_copy(path) as local:
             try:
-                return decode_video_to_jpegs(local, num_frames, image_size, quality,
-                                             max_pixels), None
+                frames = decode_video(local, num_frames, image_size, max_pixels)
             except VideoDecodeError as e:
                 return None, str(e).replace(local, path)
+        if quality is None:
+            return frames, None
+        return [encode_jpeg(f, quality) for f in frames], None
     except VideoDecodeError as e:
         return None, str(e)
     except Exception as e:  # a decoder crash must not kill the whole run
         return None, f"{path}: {type(e).__name__}: {e}"
 
 
-def decode_frames_job(job):
-    """One caption worker job: `(path, num_frames, image_size, max_pixels)`
-    -> `(uint8 frames [num_frames, image_size, image_size, 3], None)` or
-    `(None, error message)` (TensorFlow-free, as `decode_job`)."""
-    path, num_frames, image_size, max_pixels = job
-    try:
-        return decode_video(path, num_frames, image_size, max_pixels), None
-    except VideoDecodeError as e:
-        return None, str(e)
-    except Exception as e:  # a decoder crash must not kill the whole run
-        return None, f"{path}: {type(e).__name__}: {e}"
 def is_remote(path):
     return "://" in str(path)
+
+
+# Demuxers that open other files or URLs named inside the file (playlists,
+# concat scripts, manifests, session descriptions): never used.
+REFUSED_DEMUXERS = frozenset({"hls", "applehttp", "concat", "dash", "imf", "sdp", "rtsp", "rtp"})
+_PLAYLIST_MAGIC = ((b"#EXTM3U", "an HLS playlist (.m3u8)"), (b"ffconcat", "an ffconcat script"),
+                   (b"<?xml", "an XML manifest"), (b"v=0", "an SDP session description"))
+_demuxers = []
+
+
+def _allowed_demuxers():
+    """FFmpeg's demuxers except `REFUSED_DEMUXERS`, as its `format_whitelist`."""
+    if not _demuxers:
+        names = []
+        for name in sorted(av.formats_available):
+            try:
+                av.ContainerFormat(name, "r")
+            except ValueError:
+                continue  # a muxer only
+            if name not in REFUSED_DEMUXERS:
+                names.append(name)
+        _demuxers.append(",".join(names))
+    return _demuxers[0]
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISDIR, "a directory"))
+
+
+def file_kind(mode):
+    """What a `st_mode` that is not a regular file is (`a named pipe (FIFO)`)."""
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def check_regular_file(path):
+    """Raises `VideoDecodeError` unless `path` is a regular file (after
+    symlinks); nothing is opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise VideoDecodeError(f"{path}: cannot open as a video ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        raise VideoDecodeError(f"{path}: is {file_kind(mode)}, not a regular file; only regular "
+                               "files are read as videos")
+
+
+def open_video(path):
+    """Opens a local video file with PyAV: regular files only, the `file`
+    protocol only, no playlist or concat demuxer.
+
+    Raises:
+        VideoDecodeError: not a regular file, a playlist, or not a video.
+    """
+    check_regular_file(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError as e:
+        raise VideoDecodeError(f"{path}: cannot open as a video ({e.strerror or e})") from None
+    for magic, kind in _PLAYLIST_MAGIC:
+        if head.startswith(magic):
+            raise VideoDecodeError(f"{path}: is {kind}, not a video file; playlists are not "
+                                   "followed: give the video files themselves")
+    try:
+        return av.open("file:" + os.path.abspath(path), mode="r", options={
+            "protocol_whitelist": "file", "format_whitelist": _allowed_demuxers()})
+    except (av.FFmpegError, OSError, UnicodeError, ValueError) as e:
+        raise VideoDecodeError(f"{path}: cannot open as a video ({_reason(e)})") from e
 
 
 @contextlib.contextmanager
 def local_copy(path):
     """Yields a local path with the content of video `path`: `path` itself
-    when it is local, else a temporary copy (removed afterwards).
+    when it is local, else an unnamed temporary copy (`/proc/self/fd/N`
+    on Linux: the kernel frees it when the process ends, however it ends).
 
     Raises:
         VideoDecodeError: a remote file that cannot be read.
@@ -266,18 +350,26 @@ def local_copy(path):
         yield path
         return
     import tensorflow as tf  # remote paths only: local decoding stays TF-free
-    directory = tempfile.mkdtemp(prefix="etenet-video-")
+    named = not os.path.isdir("/proc/self/fd")
+    directory = tempfile.mkdtemp(prefix="etenet-video-") if named else None
     try:
-        local = os.path.join(directory, posixpath.basename(path.rstrip("/")) or "video")
-        try:
-            tf.io.gfile.copy(path, local, overwrite=True)
-        except tf.errors.OpError as e:
-            reason = "no such file" if isinstance(e, tf.errors.NotFoundError) else \
-                _reason(getattr(e, "message", None) or e)
-            raise VideoDecodeError(f"{path}: cannot read ({reason})") from None
-        yield local
+        if named:
+            target = open(os.path.join(directory, "video"), "w+b")
+        else:
+            target = tempfile.TemporaryFile(prefix="etenet-video-")
+        with target:
+            try:
+                with tf.io.gfile.GFile(path, "rb") as source:
+                    shutil.copyfileobj(source, target, 1 << 20)
+                target.flush()
+            except tf.errors.OpError as e:
+                reason = "no such file" if isinstance(e, tf.errors.NotFoundError) else \
+                    _reason(getattr(e, "message", None) or e)
+                raise VideoDecodeError(f"{path}: cannot read ({reason})") from None
+            yield target.name if named else f"/proc/self/fd/{target.fileno()}"
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _too_large(path, width, height, max_pixels):
@@ -286,5 +378,8 @@ def _too_large(path, width, height, max_pixels):
 
 
 def _reason(error):
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+    # FFmpeg's errors end with the name it opened (`file:/proc/self/fd/7`):
+    # the message names the video itself, so only the reason is kept
+    text = (isinstance(error, av.FFmpegError) and error.strerror) or str(error).strip() or \
+        type(error).__name__
+    return str(text).splitlines()[0]

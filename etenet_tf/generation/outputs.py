@@ -13,19 +13,92 @@ Two formats, chosen by the file name:
   last 1,000. A line cut short by a kill is removed before anything is
   appended, so no line is ever half-written or repeated. A file that is
   not such a record list is refused rather than appended to, and two runs
-  never append to one file at once (`files.exclusive_lock`).
+  never append to one file at once (`files.exclusive_lock`). A write that
+  fails (a full disk) is cut back to the last whole line before the error
+  (`OutputWriteError`, naming the file) is raised.
+
+File names: any name the file system holds goes through losslessly. In
+JSON (both formats, and every other JSON file of the package:
+`files.json_dumps`) text is UTF-8 and a byte of a name that is not UTF-8
+is the escape `\\udcXX` (byte 0xE9 -> `\\udce9`, Python's
+`surrogateescape`): `json.loads` gives the `str` back, `os.fsencode` the
+bytes. On stdout and stderr each result is one line `path<TAB>caption`
+(`caption_line`), both fields escaped so that a name with a tab or a
+newline stays one line: backslash -> `\\\\`, tab -> `\\t`, newline
+-> `\\n`, carriage return -> `\\r`, an undecodable byte -> `\\xHH`
+(lower-case hex). `parse_caption_line` reads such a line back.
 """
 
 import json
 import os
+import re
 
 from etenet_tf import files
 from etenet_tf.errors import UserError
-from etenet_tf.files import write_json
+from etenet_tf.files import json_dumps, write_json
 
 
 class OutputFileError(UserError):
     """An existing `--output` is not a caption record file."""
+
+
+class OutputWriteError(UserError):
+    """`--output` could not be written (a full disk): nothing of the batch
+    is left in it."""
+
+
+_TO_ESCAPE = re.compile("[\\\\\t\n\r\ud800-\udfff]")
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_ESCAPED = re.compile(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|[\\tnr])")
+_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+
+def _escape_char(match):
+    char = match.group()
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def _unescape_char(match):
+    code = match.group(1)
+    if code[0] == "x":
+        return chr(0xDC00 + int(code[1:], 16))
+    if code[0] == "u":
+        return chr(int(code[1:], 16))
+    return _UNESCAPES[code]
+
+
+def escape_field(text):
+    """A name or caption as it appears in a stdout/stderr line: backslash,
+    tab, newline and carriage return escaped (`\\\\`, `\\t`, `\\n`,
+    `\\r`), an undecodable byte of a file name as `\\xHH`."""
+    return _TO_ESCAPE.sub(_escape_char, text)
+
+
+def unescape_field(text):
+    """The inverse of `escape_field`."""
+    return _ESCAPED.sub(_unescape_char, text)
+
+
+def caption_line(video, text):
+    """The line `path<TAB>text` of one result (no newline), both escaped."""
+    return f"{escape_field(video)}\t{escape_field(text)}"
+
+
+def parse_caption_line(line):
+    """`(video, text)` of a line printed by the caption stage (`caption_line`;
+    an error line's text starts with `ERROR: `). `video` is the `str` the
+    stage was given: `os.fsencode(video)` gives a file name's bytes.
+
+    Raises:
+        ValueError: the line holds no tab.
+    """
+    video, sep, text = line.rstrip("\n").partition("\t")
+    if not sep:
+        raise ValueError(f"not a caption line (no tab): {line!r}")
+    return unescape_field(video), unescape_field(text)
 
 
 def record_key(video):
@@ -131,15 +204,34 @@ class JsonLinesOutput(NoOutput):
         return done, len(data) - end
 
     def write(self, records):
-        """Appends whole lines (one `write`), then syncs them to disk."""
+        """Appends whole lines (one `write`), then syncs them to disk.
+
+        Raises:
+            OutputWriteError: the write or the sync failed; the file was
+                cut back to its last whole line first.
+        """
         if not records:
             return
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fsync(self._fd)
+        data = "".join(json_dumps(r) + "\n" for r in records).encode("utf-8")
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            os.fsync(self._fd)
+        except OSError as e:
+            try:
+                os.ftruncate(self._fd, end)
+                os.fsync(self._fd)
+            except OSError:
+                pass  # then the next run cuts the partial line (`_resume`)
+            advice = files.write_failure_advice(e, os.path.dirname(os.path.abspath(self.path)))
+            raise OutputWriteError(
+                f"cannot write --output={self.path} ({e.strerror or e}): the records of this "
+                f"batch were not kept and the file ends at its last whole record; "
+                f"{advice[:1].lower()}{advice[1:]}, then re-run the same command (it "
+                "resumes)") from None
         self.done.update(record_key(r["video"]) for r in records)
         self.written += len(records)
 

@@ -47,7 +47,8 @@ def run(config):
                 examples, data.records_dir, data.frames, data.image_size,
                 dataset_name=data.dataset, vocabulary_builder=build_vocabulary,
                 videos_per_shard=data.videos_per_shard, workers=data.workers or None,
-                strict=data.strict, max_pixels=data.max_frame_pixels, progress=progress,
+                strict=data.strict, max_pixels=data.max_frame_pixels,
+                decode_timeout_s=data.decode_timeout_s, progress=progress,
             )
     except BaseException:
         if bar:
