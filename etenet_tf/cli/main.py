@@ -81,3 +81,14 @@ def run():
         app.run(main, flags_parser=_parse)
     except KeyboardInterrupt as e:  # before main() started
         _fail(f"stopped by {interrupts.signal_name(e)}", code=interrupts.exit_code(e))
+
+
+def console():
+    """The `etenet` command (setup.cfg entry point): `etenet STAGE --flags`
+    is `python main.py --stage=STAGE --flags` (`etenet --stage=STAGE` and
+    `etenet --help` work too)."""
+    args = sys.argv[1:]
+    if args and not args[0].startswith("-"):
+        args = [f"--stage={args[0]}", *args[1:]]
+    sys.argv = [os.path.basename(sys.argv[0]) or "etenet", *args]
+    run()

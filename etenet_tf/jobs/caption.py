@@ -32,6 +32,7 @@ from etenet_tf import files, interrupts
 from etenet_tf.data import decode_pool, inputs, video_decode
 from etenet_tf.errors import UsageError
 from etenet_tf.evaluation import attention_image
+from etenet_tf.export import package
 from etenet_tf.generation import CaptionGenerator
 from etenet_tf.generation.captioning import caption_records, error_record
 from etenet_tf.generation.outputs import JsonLinesOutput, open_output, record_key
@@ -157,6 +158,8 @@ def run(config):
         dict video (or name that matched nothing) -> error message of the
         videos that failed in this run.
     """
+    if config.source.model:  # a package is a model directory (export.package)
+        config = config.replace(model_dir=package.model_directory(config), model="")
     caption, decoding = config.caption, config.decoding
     caption.validate()
     decoding.validate()

@@ -45,6 +45,7 @@ JOBS = {job.name: job for job in [
     Job("evaluate", "evaluate", "caption a split and score it (caption metrics, attributes)"),
     Job("caption", "caption", "caption your own videos"),
     Job("export", "export", "a SavedModel for TF Serving"),
+    Job("demo", "demo", "a local web page: upload a video, see its captions and attention"),
     Job("all", "main_job", "prepare, the training stages, evaluate, export"),
 ]}
 STAGES = tuple(JOBS)
