@@ -89,7 +89,8 @@ def test_model_flag_refuses_what_is_not_a_package(trained_model_dir, tmp_path):
 
 
 def test_hf_model_offline_names_what_to_download_and_where(monkeypatch, tmp_path):
-    hub = pytest.importorskip("huggingface_hub")
+    pytest.importorskip("huggingface_hub")
+    from huggingface_hub import constants
     from etenet_tf.errors import MissingInputError
     from etenet_tf.export import package
 
@@ -97,8 +98,8 @@ def test_hf_model_offline_names_what_to_download_and_where(monkeypatch, tmp_path
         raise AssertionError("the offline test touched the network")
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(socket.socket, "connect", no_network)
     with pytest.raises(MissingInputError) as error:
         package.resolve("hf://someone/etenet-shapes")

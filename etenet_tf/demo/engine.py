@@ -358,7 +358,7 @@ def heat_map_image(frames, weights, size=160, columns=8):
 def example_videos(directory, cache_dir, count=4):
     """Example videos for the page: the video files of `directory`, or
     (`directory` empty) `count` clips drawn by the shapes generator into
-    `cache_dir` (kept, so a restart reuses them)."""
+    `cache_dir` as H.264, which browsers play (kept: a restart reuses them)."""
     from etenet_tf.data import inputs
     if directory:
         found, _ = inputs.expand_video_inputs([directory])
@@ -373,6 +373,22 @@ def example_videos(directory, cache_dir, count=4):
         path = os.path.join(cache_dir, f"{colour}_{shape}_{direction}.mp4")
         frames = shapes.render_clip(colour, shape, direction, rng, num_frames=24, size=96)
         if not os.path.isfile(path):
-            shapes.write_clip(path, frames)
+            _write_playable_clip(path, frames)
         paths.append(path)
     return paths
+
+
+def _write_playable_clip(path, frames, fps=12):
+    """Writes frames as H.264 MP4 (what browsers play), atomically."""
+    from etenet_tf import files
+    with files.atomic_path(path, tmp=f"{path}.tmp-{os.getpid()}.mp4") as tmp:
+        with av.open(tmp, mode="w") as container:
+            try:
+                stream = container.add_stream("libx264", rate=fps)
+            except (av.FFmpegError, ValueError):  # a PyAV without x264: plays in fewer browsers
+                stream = container.add_stream("mpeg4", rate=fps)
+            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.pix_fmt = "yuv420p"
+            for image in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            container.mux(stream.encode())

@@ -277,6 +277,7 @@ def _download(model):
         raise ModelPackageError(f"--model={model}: expected hf://owner/name")
     try:
         import huggingface_hub
+        from huggingface_hub import constants
         from huggingface_hub import errors as hub_errors
     except ImportError:
         raise ModelPackageError(f"--model={model} needs huggingface_hub: pip install -e "
@@ -285,8 +286,8 @@ def _download(model):
         return huggingface_hub.snapshot_download(repo_id=repo_id, library_name="etenet_tf",
                                                  library_version=__version__)
     except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled) as e:
-        cache = huggingface_hub.constants.HF_HUB_CACHE
-        why = "the hub is offline (HF_HUB_OFFLINE)" if huggingface_hub.constants.HF_HUB_OFFLINE \
+        cache = constants.HF_HUB_CACHE
+        why = "the hub is offline (HF_HUB_OFFLINE)" if constants.HF_HUB_OFFLINE \
             else f"the hub could not be reached ({_first_line(e)})"
         raise MissingInputError(
             f"--model={model}: {why} and {repo_id} is not in the Hugging Face cache "
