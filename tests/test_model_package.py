@@ -91,6 +91,7 @@ def test_model_flag_refuses_what_is_not_a_package(trained_model_dir, tmp_path):
 def test_hf_model_offline_names_what_to_download_and_where(monkeypatch, tmp_path):
     pytest.importorskip("huggingface_hub")
     from huggingface_hub import constants
+
     from etenet_tf.errors import MissingInputError
     from etenet_tf.export import package
 
@@ -128,10 +129,15 @@ def test_finetune_from_a_package_starts_from_its_weights(packaged, tmp_path):
     package.seed_model_dir(path, target)
     best = RunDir(target).read_best("pretrain")
     assert best["from_model"] == os.path.abspath(path) and best["from_stage"] == "finetune"
-    seeded, source = RunDir(target).load_trained_model("pretrain"), \
-        RunDir(path).load_trained_model("finetune")
-    for a, b in zip(seeded.weights, source.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    import tensorflow as tf
+
+    from etenet_tf.run_dir import checkpoint_paths
+    seeded = tf.train.load_checkpoint(checkpoint_paths(RunDir(target).best_dir("pretrain"))[0])
+    source = tf.train.load_checkpoint(checkpoint_paths(RunDir(path).best_dir("finetune"))[0])
+    names = sorted(source.get_variable_to_shape_map())
+    assert names == sorted(seeded.get_variable_to_shape_map()) and len(names) > 10
+    for name in names:
+        np.testing.assert_array_equal(seeded.get_tensor(name), source.get_tensor(name))
     package.seed_model_dir(path, target)  # a re-run resumes
     with open(os.path.join(target, "pretrain", "best", "best.json"), "w") as f:
         json.dump({"value": 0.1, "step": 1}, f)
