@@ -134,7 +134,7 @@ def build(engine, examples=(), queue_size=16):
                                 format="png", interactive=False)
                 overview = gr.Image(label="Every word's attention (rows) over the frames",
                                     type="numpy", format="png", interactive=False)
-        with gr.Accordion("About this model", open=False):
+        with gr.Accordion("About this model", open=True):
             gr.Markdown(engine.describe())
         state = gr.State(time_to_live=STATE_SECONDS)
         button.click(caption_handler(engine),

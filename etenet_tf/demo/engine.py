@@ -287,13 +287,13 @@ class DemoEngine:
                            sorted((data.get("splits") or {}).items())) or "not recorded"
         best = run_dir.read_best(self.stage) or {}
         lines = [
-            f"**Model**: `{self.model_dir}`, best `{self.stage}` checkpoint "
+            f"- **Model**: `{self.model_dir}`, best `{self.stage}` checkpoint "
             f"(validation {best.get('metric', '?')} = {_number(best.get('value'))}, epoch "
             f"{best.get('epoch', '?')})",
-            f"**Training data**: {data.get('dataset', 'unknown')} ({splits})",
-            f"**Input**: {self.spec['num_frames']} frames of {self.spec['image_size']}x"
+            f"- **Training data**: {data.get('dataset', 'unknown')} ({splits})",
+            f"- **Input**: {self.spec['num_frames']} frames of {self.spec['image_size']}x"
             f"{self.spec['image_size']} px, sampled uniformly over the video",
-            f"**Network**: {config.get('encoder')} encoder"
+            f"- **Network**: {config.get('encoder')} encoder"
             f"{' cut at ' + config['feature_layer'] if config.get('feature_layer') else ''}, "
             f"{config.get('spatial_grid')}x{config.get('spatial_grid')} grid, temporal "
             f"{config.get('temporal')}, LSTM {config.get('hidden_dim')}; vocabulary "
