@@ -97,3 +97,14 @@ def run_in_process(argv):
         main(_parse(argv))
     finally:
         absl_flags.FLAGS.unparse_flags()
+
+
+def console():
+    """The `etenet` command (setup.cfg entry point): `etenet STAGE --flags`
+    is `python main.py --stage=STAGE --flags` (`etenet --stage=STAGE` and
+    `etenet --help` work too)."""
+    args = sys.argv[1:]
+    if args and not args[0].startswith("-"):
+        args = [f"--stage={args[0]}", *args[1:]]
+    sys.argv = [os.path.basename(sys.argv[0]) or "etenet", *args]
+    run()

@@ -16,6 +16,8 @@ class ExportConfig:
         export_version: version number (0: the next free one).
         max_serving_frames: most frames per video in a request.
         max_serving_total_frames: most frames in a request.
+        package_dir: where the self-contained model package goes ('': beside
+            the SavedModels, `<export_dir>/<export_name>-package`).
     """
 
     export_dir: str = option("saved_models", "Export root (TF Serving layout).")
@@ -26,6 +28,33 @@ class ExportConfig:
     max_serving_total_frames: int = option(
         limits.MAX_SERVING_TOTAL_FRAMES, "export: most frames in one serving request (videos x "
         "frames); bounds the memory of a request.", low=1)
+    package_dir: str = option("", "export: also write the model in one piece (weights, config, "
+                              "vocabulary, input spec, CIDEr-D frequencies, flags, scores, "
+                              "model card) here ('': <export_dir>/<export_name>-package).")
+
+    def validate(self):
+        check(self)
+
+    @property
+    def package_path(self):
+        """Where the model package goes."""
+        return self.package_dir or f"{self.export_dir.rstrip('/')}/{self.export_name}-package"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSourceConfig:
+    """Where a stage that uses a trained model takes it from.
+
+    Args:
+        model: a model package (`--stage=export` writes one) as a local
+            path or `hf://owner/name` (downloaded with huggingface_hub);
+            '' uses the best checkpoint in `--model_dir`.
+    """
+
+    model: str = option("", "caption, evaluate, demo, export, finetune: use this model package "
+                        "(a directory --stage=export wrote, or hf://owner/name) instead of "
+                        "the checkpoints in --model_dir (evaluate then writes its scores, "
+                        "finetune its checkpoints, to --model_dir).")
 
     def validate(self):
         check(self)

@@ -25,6 +25,7 @@ from etenet_tf import files
 from etenet_tf.data import inputs
 from etenet_tf.errors import UsageError
 from etenet_tf.evaluation import attention_image
+from etenet_tf.export import package
 from etenet_tf.generation import CaptionGenerator
 from etenet_tf.generation.library import caption_videos
 from etenet_tf.generation.outputs import open_output
@@ -39,6 +40,8 @@ def run(config):
         dict video (or name that matched nothing) -> error message of the
         videos that failed in this run.
     """
+    if config.source.model:  # a package is a model directory (export.package)
+        config = config.replace(model_dir=package.model_directory(config), model="")
     caption, decoding = config.caption, config.decoding
     caption.validate()
     decoding.validate()

@@ -14,9 +14,10 @@ import dataclasses
 
 from etenet_tf.beam.config import BeamConfig
 from etenet_tf.data.config import DataConfig
+from etenet_tf.demo.config import DemoConfig
 from etenet_tf.errors import UsageError
 from etenet_tf.evaluation.config import EvaluationConfig
-from etenet_tf.export.config import ExportConfig
+from etenet_tf.export.config import ExportConfig, ModelSourceConfig
 from etenet_tf.generation.config import DecodingConfig
 from etenet_tf.model.config import ModelConfig
 from etenet_tf.options import check, flag_fields, option
@@ -64,6 +65,8 @@ SECTIONS = {
     "caption": CaptionConfig,
     "export": ExportConfig,
     "beam": BeamConfig,
+    "source": ModelSourceConfig,
+    "demo": DemoConfig,
 }
 
 
@@ -75,8 +78,8 @@ class ExperimentConfig:
         stage: the stage to run (`etenet_tf.jobs.JOBS`).
         model_dir: checkpoints, logs and results (`etenet_tf.run_dir`).
         progress: show progress bars where a stage has long work.
-        data, model, training, decoding, evaluation, caption, export, beam:
-            the sections.
+        data, model, training, decoding, evaluation, caption, export, beam,
+            source (`--model`), demo: the sections.
         explicit_flags: the names of the flags the user set (on the command
             line or in a flagfile), or None for a config built in Python:
             then the flags whose value is not the default count as set
@@ -96,6 +99,8 @@ class ExperimentConfig:
     caption: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)
+    source: ModelSourceConfig = dataclasses.field(default_factory=ModelSourceConfig)
+    demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
     explicit_flags: frozenset = dataclasses.field(default=None, compare=False)
 
     @classmethod

@@ -9,6 +9,7 @@ from etenet_tf.data import records
 from etenet_tf.errors import MissingInputError
 from etenet_tf.evaluation import metrics as metrics_lib
 from etenet_tf.evaluation.evaluate import evaluate_model
+from etenet_tf.export import package
 from etenet_tf.files import write_json
 from etenet_tf.jobs.registry import checkpoint_stages
 from etenet_tf.progress import Progress
@@ -28,13 +29,14 @@ def run(config):
     split, decoding = config.evaluation.split, config.decoding
     config.evaluation.validate()
     decoding.validate()
-    run_dir = RunDir(config.model_dir)
+    run_dir = RunDir(package.model_directory(config))  # where the model comes from
+    out = RunDir(config.model_dir).evaluation_dir  # where its scores go
     records_dir = config.data.records_dir
     info = prepare_lib.load_dataset_info(records_dir)
     shards = records.list_shards(records_dir, split)
     if not shards:
         raise MissingInputError(f"no {split} records in {records_dir}")
-    files.ensure_directory(run_dir.evaluation_dir, "model_dir")
+    files.ensure_directory(out, "model_dir")
     stages = checkpoint_stages(config.evaluation.checkpoint, run_dir, many=True)
     attributes = attributes_data.load(records_dir)
     rows = []
@@ -51,12 +53,11 @@ def run(config):
                     progress=progress.advance)
                 progress.finish(f"evaluate: {stage} checkpoint, {len(predictions)} {split} "
                                 f"videos captioned and scored in {progress.elapsed:.1f}s")
-            out = run_dir.evaluation_dir
             write_json(os.path.join(out, f"{stage}_{split}_predictions.json"), predictions)
             write_json(os.path.join(out, f"{stage}_{split}_scores.json"),
                        dict(scores, config=stages_lib.config_reference(run_dir, stage)))
             rows.append((stage, scores))
     print(f"{split} split, beam size {decoding.beam_size}:")
     print(metrics_lib.format_table(rows))
-    print(f"predictions and scores: {run_dir.evaluation_dir}")
+    print(f"predictions and scores: {out}")
     return rows

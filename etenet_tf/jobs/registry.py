@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 
 from etenet_tf.errors import UsageError
+from etenet_tf.export import package
 from etenet_tf.jobs import model_flags
 from etenet_tf.run_dir import NoCheckpointError, RunDir
 from etenet_tf.training.stages import STAGES as TRAINING_SPECS
@@ -46,8 +47,14 @@ class Job:
 
     def run(self, config):
         """Runs the stage with an `ExperimentConfig`; returns its result."""
+        if self.trains and config.source.model:  # start from a model package
+            if self.name == "pretrain":
+                raise UsageError("--model starts finetune or scst from a model package; "
+                                 "pretrain trains a new model: drop --model")
+            package.seed_model_dir(package.resolve(config.source.model), config.model_dir)
         if self.stored_model and not config.beam.saved_model:  # (caption from a SavedModel)
-            model_flags.check(config, RunDir(config.model_dir), records=self.reads_records)
+            stored = config.model_dir if self.trains else package.model_directory(config)
+            model_flags.check(config, RunDir(stored), records=self.reads_records)
         return importlib.import_module(f"etenet_tf.jobs.{self.module}").run(config)
 
 
@@ -59,6 +66,8 @@ JOBS = {job.name: job for job in [
         stored_model=True, reads_records=True),
     Job("caption", "caption", "caption your own videos", stored_model=True),
     Job("export", "export", "a SavedModel for TF Serving", stored_model=True),
+    Job("demo", "demo", "a local web page: upload a video, see its captions and attention",
+        stored_model=True),
     Job("all", "main_job", "prepare, the training stages, evaluate, export"),
 ]}
 STAGES = tuple(JOBS)

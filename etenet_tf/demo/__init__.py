@@ -1,0 +1,7 @@
+"""`--stage=demo`: a local web page to try a trained model (Gradio).
+
+`engine` is the part without Gradio (checking an upload, captioning it with
+the chosen decoding, the attention of each word, what the model is);
+`app` builds the page on it. Gradio is the optional `demo` extra: only
+`app` imports it.
+"""

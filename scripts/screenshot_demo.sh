@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# A screenshot of the demo page with headless Chromium (docs/demo.md).
+#
+#   scripts/screenshot_demo.sh --model_dir=runs/shapes/model [other --stage=demo flags]
+#
+# Starts `main.py --stage=demo` on 127.0.0.1, opens `/?example=1` (the
+# page captions its first example on load) in headless Chromium and saves
+# the picture to $OUT (default docs/images/demo.png); the demo is stopped
+# afterwards. Needs the demo extra (pip install -e ".[demo]") and Chromium
+# (Debian: apt-get install -y chromium). PYTHON picks the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+OUT=${OUT:-docs/images/demo.png}
+PORT=${PORT:-7861}
+CHROMIUM=${CHROMIUM:-chromium}
+command -v "$CHROMIUM" >/dev/null || { echo "error: $CHROMIUM not found: apt-get install -y chromium (or set CHROMIUM=)" >&2; exit 2; }
+LOG=$(mktemp)
+"$PYTHON" main.py --stage=demo --demo_host=127.0.0.1 --demo_port="$PORT" "$@" >"$LOG" 2>&1 &
+PID=$!
+trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -f "$LOG"' EXIT
+for _ in $(seq 1 300); do  # the model loads, then the page comes up
+  grep -q "page up" "$LOG" && break
+  kill -0 "$PID" 2>/dev/null || { cat "$LOG" >&2; exit 1; }
+  sleep 1
+done
+grep -q "page up" "$LOG" || { echo "error: the demo was not up within 300 s" >&2; cat "$LOG" >&2; exit 1; }
+grep "page up" "$LOG"
+mkdir -p "$(dirname "$OUT")"
+# virtual time runs while the page waits for its caption: the budget bounds it
+timeout 180 "$CHROMIUM" --headless --no-sandbox --disable-gpu --hide-scrollbars \
+  --window-size="${WINDOW:-1400,1700}" --virtual-time-budget="${BUDGET_MS:-60000}" \
+  --screenshot="$OUT" "http://127.0.0.1:$PORT/?example=${EXAMPLE:-1}" 2>/dev/null
+echo "wrote $OUT"
