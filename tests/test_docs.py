@@ -118,7 +118,8 @@ def test_every_fault_names_a_test_that_exists():
     names `file::test` (or a test file) that is in tests/."""
     tests = defined_tests()
     text = open(os.path.join(ROOT, "docs", "faults.md"), encoding="utf-8").read()
-    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    rows = [line for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| fault | what happens |")]
     assert len(rows) >= 40
     missing = []
     for row in rows:
