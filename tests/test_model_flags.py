@@ -130,8 +130,8 @@ def _other_value(field, value):
         return not value
     if isinstance(value, float):
         return value / 2 if value else 0.25
-    if isinstance(value, int):
-        return value + 1
+    if isinstance(value, int):  # (doubled: the Transformer's heads still divide its size)
+        return value * 2 if value else 1
     return value + "_other" if value else "mixed3"
 
 
