@@ -38,3 +38,15 @@ def trained_model_dir(shapes_records):
     jobs.run(shapes_records.replace(stage="pretrain"))
     jobs.run(shapes_records.replace(stage="finetune"))
     return shapes_records
+
+
+@pytest.fixture(autouse=True)
+def _restore_dtype_policy():
+    """A stage run in-process sets Keras' global dtype policy
+    (`--mixed_precision`); a later test must not build its models under a
+    policy left by an earlier one (measured: `test_memory`'s accumulation
+    check read 2e-5 instead of 1e-7 apart after a bfloat16 stage)."""
+    import keras
+    policy = keras.config.dtype_policy()
+    yield
+    keras.config.set_dtype_policy(policy)
