@@ -38,7 +38,8 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+
+from benchmarks.shapes_quality import read_test_scores, run_main  # (one way to run main.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STANDIN = "standin"  # marks the variants that start from the stand-in weights
@@ -54,27 +55,6 @@ VARIANTS = {
 }
 METRICS = ("CIDEr", "acc_subject", "acc_action", "acc_object", "acc_region", "acc_order",
            "acc_all")
-
-
-def _main(args, log):
-    """Runs main.py; returns its wall seconds (raises with the log's tail on failure)."""
-    start = time.time()
-    with open(log, "a", encoding="utf-8") as out:
-        out.write(f"\n$ main.py {' '.join(args)}\n")
-        out.flush()
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args],
-                              cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, PYTHONPATH=ROOT))
-    if proc.returncode:
-        with open(log, encoding="utf-8") as f:
-            raise RuntimeError(f"main.py {' '.join(args)} failed:\n{f.read()[-3000:]}")
-    return time.time() - start
-
-
-def _scores(model_dir, stage):
-    with open(os.path.join(model_dir, "evaluation", f"{stage}_test_scores.json"),
-              encoding="utf-8") as f:
-        return json.load(f)
 
 
 def variant_flags(args, variant):
@@ -104,14 +84,14 @@ def run_one(args, variant, seed, records, unseen):
               f"--model_dir={model_dir}", f"--seed={seed}", *variant_flags(args, variant)]
     for stage in args.stages.split(","):
         if stage not in result["seconds"]:
-            result["seconds"][stage] = _main(common + [f"--stage={stage}"], log)
+            result["seconds"][stage] = run_main(common + [f"--stage={stage}"], log)
             write_json(saved, result)
         for split_name, records_dir in (("test", records), ("unseen", unseen)):
             if split_name in result.get(stage, {}):
                 continue
-            _main([f"--flagfile={args.flagfile}", f"--records_dir={records_dir}",
+            run_main([f"--flagfile={args.flagfile}", f"--records_dir={records_dir}",
                    f"--model_dir={model_dir}", "--stage=evaluate", f"--checkpoint={stage}"], log)
-            result.setdefault(stage, {})[split_name] = _scores(model_dir, stage)
+            result.setdefault(stage, {})[split_name] = read_test_scores(model_dir, stage)
             write_json(saved, result)
     return result
 
@@ -192,9 +172,9 @@ def main(argv=None):
     records = os.path.join(args.work_dir, "records")
     unseen = os.path.join(args.work_dir, "unseen", "records")
     log = os.path.join(args.work_dir, "prepare.log")
-    _main([f"--flagfile={args.flagfile}", f"--records_dir={records}", "--stage=prepare"], log)
+    run_main([f"--flagfile={args.flagfile}", f"--records_dir={records}", "--stage=prepare"], log)
     # the unseen clips: another generation seed (its test split is what counts)
-    _main([f"--flagfile={args.flagfile}", f"--records_dir={unseen}", "--stage=prepare",
+    run_main([f"--flagfile={args.flagfile}", f"--records_dir={unseen}", "--stage=prepare",
            f"--scenes_seed={args.unseen_seed}", "--scenes_train_videos=16"], log)
     variants = args.variants.split(",")
     if any(STANDIN in VARIANTS[v] for v in variants) and not os.path.exists(

@@ -42,7 +42,7 @@ VARIANTS = {
 METRICS = ("CIDEr", "acc_colour", "acc_shape", "acc_direction", "acc_all")
 
 
-def _main(args, log):
+def run_main(args, log):
     """Runs main.py; returns its wall seconds (raises with the log's tail on failure)."""
     start = time.time()
     with open(log, "a", encoding="utf-8") as out:
@@ -57,7 +57,7 @@ def _main(args, log):
     return time.time() - start
 
 
-def _scores(model_dir, stage):
+def read_test_scores(model_dir, stage):
     with open(os.path.join(model_dir, "evaluation", f"{stage}_test_scores.json"),
               encoding="utf-8") as f:
         return json.load(f)
@@ -75,12 +75,12 @@ def run_one(args, variant, seed, records, unseen):
             return json.load(f)
     result = {"seconds": {}}
     for stage in args.stages.split(","):
-        result["seconds"][stage] = _main(common + [f"--stage={stage}"], log)
+        result["seconds"][stage] = run_main(common + [f"--stage={stage}"], log)
     for split_name, records_dir in (("test", records), ("unseen", unseen)):
         for stage in args.stages.split(","):
-            _main([f"--flagfile={args.flagfile}", f"--records_dir={records_dir}",
+            run_main([f"--flagfile={args.flagfile}", f"--records_dir={records_dir}",
                    f"--model_dir={model_dir}", "--stage=evaluate", f"--checkpoint={stage}"], log)
-            result.setdefault(stage, {})[split_name] = _scores(model_dir, stage)
+            result.setdefault(stage, {})[split_name] = read_test_scores(model_dir, stage)
     from etenet_tf.files import write_json
     write_json(saved, result)
     return result
@@ -152,9 +152,9 @@ def main(argv=None):
     records = os.path.join(args.work_dir, "records")
     unseen = os.path.join(args.work_dir, "unseen", "records")
     log = os.path.join(args.work_dir, "prepare.log")
-    _main([f"--flagfile={args.flagfile}", f"--records_dir={records}", "--stage=prepare"], log)
+    run_main([f"--flagfile={args.flagfile}", f"--records_dir={records}", "--stage=prepare"], log)
     # the unseen clips: another generation seed, one clip per combination and split
-    _main([f"--flagfile={args.flagfile}", f"--records_dir={unseen}", "--stage=prepare",
+    run_main([f"--flagfile={args.flagfile}", f"--records_dir={unseen}", "--stage=prepare",
            f"--shapes_seed={args.unseen_seed}", "--shapes_train_per_combination=1"], log)
     runs = {}
     for variant in args.variants.split(","):
