@@ -163,10 +163,19 @@ def test_accumulated_batches_update_like_one_large_batch(shapes_records, tmp_pat
     for trainer in (one, accumulated):
         assert int(trainer.decoder_optimizer.iterations) == 2
         assert int(trainer.encoder_optimizer.iterations) == 2
+    # Adam's first moments hold the clipped mean gradients, linear in them
+    # (Adam's steps are not: they divide by |g|, so they hide a gradient
+    # scaled by a wrong clip and magnify rounding near g = 0)
+    for a, b in ((one.decoder_optimizer, accumulated.decoder_optimizer),
+                 (one.encoder_optimizer, accumulated.encoder_optimizer)):
+        scale = max(float(np.max(np.abs(m.numpy()))) for m in a._momentums)
+        apart = max(float(np.max(np.abs(m.numpy() - n.numpy())))
+                    for m, n in zip(a._momentums, b._momentums))
+        assert apart < 1e-4 * scale  # 1% apart when the sparse gradient was clipped
     moved = max(float(np.max(np.abs(b - v.numpy())))
                 for b, v in zip(before, small.trainable_variables))
-    # measured: about 1e-7 apart, after moves of up to 4e-3
-    assert moved > 1e-3 and _max_difference(large, small) < 1e-5
+    # measured: 1e-7 apart here, 2e-5 on another host, after moves of 3e-3
+    assert moved > 1e-3 and _max_difference(large, small) < 0.05 * moved
 
 
 _MIRRORED = textwrap.dedent("""
