@@ -3,8 +3,10 @@
 import os
 import re
 import shutil
+import subprocess
+import sys
 
-from helpers import ROOT, data_path
+from helpers import ROOT, data_path, python_env
 
 
 def readme_python_api():
@@ -32,3 +34,33 @@ def test_readme_python_api_runs_as_written(trained_model_dir, tmp_path, monkeypa
     caption, score = lines[-2].rsplit(" ", 1)
     assert float(score) < 0 and all(w.isalnum() for w in caption.split())
     assert "CIDEr" in lines[-1] and "Bleu_4" in lines[-1]
+
+
+def test_every_public_name_resolves_from_the_one_table():
+    """`etenet_tf.exports.PUBLIC` is the only list of public names: each
+    package's `__all__` is its row, every entry imports, and `dir()` shows
+    the names before they are imported."""
+    import importlib
+
+    from etenet_tf import exports
+    for package, table in exports.PUBLIC.items():
+        module = importlib.import_module(package)
+        assert set(module.__all__) - {"__version__"} == set(table)
+        assert set(table) <= set(dir(module))
+        for name in table:
+            assert getattr(module, name) is exports.resolve(package, name)
+    assert not hasattr(importlib.import_module("etenet_tf.model"), "nothing")
+
+
+def test_importing_the_packages_imports_no_tensorflow():
+    """The packages import their names on first use, so a decode worker's
+    `import etenet_tf.data.video_decode` (and `import etenet_tf.model`)
+    loads neither TensorFlow nor Keras; reading a model name does."""
+    code = ("import sys, etenet_tf, etenet_tf.model, etenet_tf.training\n"
+            "import etenet_tf.data.video_decode\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+            "etenet_tf.model.SoftAttentionLSTM\n"
+            "print('keras' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=python_env(), timeout=120, check=True).stdout.split()
+    assert out == ["False", "False", "True"]

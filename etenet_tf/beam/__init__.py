@@ -14,6 +14,6 @@ the default install neither needs nor loads it (`runtime.require_beam`
 says which extra to install).
 """
 
-from etenet_tf.beam.config import RUNNERS, BeamConfig
+from etenet_tf import exports
 
-__all__ = ["RUNNERS", "BeamConfig"]
+__all__, __getattr__, __dir__ = exports.package(__name__)

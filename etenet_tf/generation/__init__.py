@@ -1,19 +1,5 @@
 """Caption generation: decoder-independent samplers and captioning."""
 
-from etenet_tf.generation.captioning import CaptionGenerator, Captions, generate
-from etenet_tf.generation.config import DecodingConfig
-from etenet_tf.generation.samplers import (
-                                           BeamSampler,
-                                           GreedySampler,
-                                           RandomSampler,
-                                           RowSampler,
-                                           SampledSequences,
-                                           Sampler,
-                                           TopKSampler,
-                                           TopPSampler,
-                                           repeat_rows,
-)
+from etenet_tf import exports
 
-__all__ = ["BeamSampler", "CaptionGenerator", "Captions", "DecodingConfig", "GreedySampler",
-           "RandomSampler", "RowSampler", "SampledSequences", "Sampler", "TopKSampler",
-           "TopPSampler", "generate", "repeat_rows"]
+__all__, __getattr__, __dir__ = exports.package(__name__)

@@ -2,8 +2,6 @@
 stages share one, `jobs.train`, made from the stage registry), and the
 `ExperimentConfig` they read."""
 
-from etenet_tf.jobs.config import SECTIONS, CaptionConfig, ExperimentConfig
-from etenet_tf.jobs.registry import JOBS, STAGES, TRAINING_STAGES, Job, checkpoint_stages, run
+from etenet_tf import exports
 
-__all__ = ["JOBS", "SECTIONS", "STAGES", "TRAINING_STAGES", "CaptionConfig", "ExperimentConfig",
-           "Job", "checkpoint_stages", "run"]
+__all__, __getattr__, __dir__ = exports.package(__name__)

@@ -6,6 +6,11 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+# its parts, imported so that Keras knows their registered names when it
+# rebuilds a captioner (`from_config`, `keras.saving.load_model`)
+from etenet_tf.model import decoders as _decoders  # noqa: F401
+from etenet_tf.model import encoder as _encoder  # noqa: F401
+from etenet_tf.model import video_context as _video_context  # noqa: F401
 from etenet_tf.text import vocabulary as vocab_lib
 from etenet_tf.text.vocabulary import PAD_ID
 

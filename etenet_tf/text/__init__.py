@@ -1,17 +1,5 @@
 """Captions as tokens: the vocabulary and the TF Text tokenizer."""
 
-from etenet_tf.text.tokenizer import CaptionTokenizer, normalize, split_words, words_of
-from etenet_tf.text.vocabulary import (
-                                       END_ID,
-                                       PAD_ID,
-                                       SPECIAL_TOKENS,
-                                       START_ID,
-                                       UNK_ID,
-                                       Vocabulary,
-                                       VocabularyError,
-                                       ids_to_text,
-)
+from etenet_tf import exports
 
-__all__ = ["END_ID", "PAD_ID", "SPECIAL_TOKENS", "START_ID", "UNK_ID", "CaptionTokenizer",
-           "Vocabulary", "VocabularyError", "ids_to_text", "normalize", "split_words",
-           "words_of"]
+__all__, __getattr__, __dir__ = exports.package(__name__)
