@@ -176,3 +176,32 @@ def run_layer_test(layer_cls, init_kwargs, inputs, *, expected_output_shape, cal
         out = out[0] if isinstance(out, (tuple, list)) else out
         assert np.isfinite(np.asarray(tf.cast(out, tf.float32))).all()
         assert all(w.dtype == "float32" for w in mixed.weights)
+
+
+# The packages a TF Serving process does not have.
+NOT_IN_SERVING = ("etenet_tf", "keras", "tensorflow_text", "tf_keras", "keras_hub")
+
+
+def run_without_package(code, *args, tmp_path, timeout=300):
+    """Runs Python `code` (with `args` as `sys.argv[1:]`) in a fresh process
+    where this package, Keras and TF Text cannot be imported: stub packages
+    first on the path raise ImportError, and the code first checks that
+    they do (so a test cannot pass by accident on an importable one).
+    Returns the last line of its stdout parsed as JSON."""
+    blocked = os.path.join(str(tmp_path), "blocked")
+    for name in NOT_IN_SERVING:
+        os.makedirs(os.path.join(blocked, name), exist_ok=True)
+        with open(os.path.join(blocked, name, "__init__.py"), "w") as f:
+            f.write(f"raise ImportError('{name} is blocked')\n")
+    check = ("import sys\n"
+             f"for name in {NOT_IN_SERVING!r}:\n"
+             "    try:\n"
+             "        __import__(name)\n"
+             "        raise SystemExit(name + ' is importable: the test is not isolated')\n"
+             "    except ImportError:\n"
+             "        pass\n")
+    proc = subprocess.run([sys.executable, "-c", check + code, *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHONPATH=blocked))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

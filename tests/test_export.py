@@ -15,17 +15,11 @@ from etenet_tf.export.config import ExportConfig
 from etenet_tf.generation import CaptionGenerator
 from etenet_tf.run_dir import RunDir
 
-from conftest import data_path
+from helpers import data_path, run_without_package
 
 # A fresh interpreter in which etenet_tf, keras and tensorflow_text cannot be imported.
 _CLEAN_LOAD = textwrap.dedent("""
     import base64, json, sys
-    for name in ("etenet_tf", "keras", "tensorflow_text"):
-        try:
-            __import__(name)
-            raise SystemExit(name + " is importable: the test is not isolated")
-        except ImportError:
-            pass
     import tensorflow as tf
     assert "keras" not in sys.modules and "tensorflow_text" not in sys.modules
     import resource
@@ -144,16 +138,7 @@ def test_clean_process_gives_the_same_captions(exported, tmp_path):
         "videos": [[base64.b64encode(j).decode() for j in v] for v in jpegs],
         "sizes": [[75, 75], [320, 240], [100, 100], [75, 76], [40, 300], [1280, 720]],
         "bomb": base64.b64encode(jpeg_bomb()).decode()}))
-    # stub packages first on the path: importing any of them raises ImportError
-    blocked = tmp_path / "blocked"
-    for name in ("etenet_tf", "keras", "tensorflow_text", "tf_keras"):
-        (blocked / name).mkdir(parents=True)
-        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
-    proc = subprocess.run([sys.executable, "-c", _CLEAN_LOAD, path, str(request)],
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=str(blocked)), cwd=str(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    served = run_without_package(_CLEAN_LOAD, path, request, tmp_path=tmp_path)
     # in Python: the same JPEG bytes decoded by TF, then the caption stage's function
     frames = np.stack([[tf.io.decode_jpeg(j).numpy() for j in v] for v in jpegs])
     captions = CaptionGenerator(model, cfg.decoding.sampler(),
