@@ -131,6 +131,13 @@ def test_remat_plans_of_the_paper_encoders(tmp_path):
             model.encoder.set_remat("blocks")
 
 
+def _first_moments_apart(a, b):
+    """How far apart two Adams' first moments are, relative to the largest."""
+    scale = max(float(np.max(np.abs(m.numpy()))) for m in a._momentums)
+    return max(float(np.max(np.abs(m.numpy() - n.numpy())))
+               for m, n in zip(a._momentums, b._momentums)) / scale
+
+
 def test_accumulated_batches_update_like_one_large_batch(shapes_records, tmp_path):
     """2 updates of 2 accumulated batches of 4 == 2 updates of batch 8: both
     optimizers (decoder and encoder learning rates), a cosine schedule that
@@ -159,22 +166,21 @@ def test_accumulated_batches_update_like_one_large_batch(shapes_records, tmp_pat
         norms.append(float(tf.linalg.global_norm(tape.gradient(
             loss, large.decoder.trainable_variables))))
         one.train_step(batch)
+        if len(norms) == 1:
+            # after one update, Adam's first moments are the clipped mean
+            # gradient times 0.1: linear in it (Adam's step is not: it
+            # divides by |g|, hiding a wrong clip and magnifying rounding
+            # near g = 0, which then shows in the second update's moments)
+            for a, b in ((one.decoder_optimizer, accumulated.decoder_optimizer),
+                         (one.encoder_optimizer, accumulated.encoder_optimizer)):
+                assert _first_moments_apart(a, b) < 1e-4  # 0.4% with a sparse clip
     assert min(norms) > 10 * options["clip_norm"]  # clipping acted on every update
     for trainer in (one, accumulated):
         assert int(trainer.decoder_optimizer.iterations) == 2
         assert int(trainer.encoder_optimizer.iterations) == 2
-    # Adam's first moments hold the clipped mean gradients, linear in them
-    # (Adam's steps are not: they divide by |g|, so they hide a gradient
-    # scaled by a wrong clip and magnify rounding near g = 0)
-    for a, b in ((one.decoder_optimizer, accumulated.decoder_optimizer),
-                 (one.encoder_optimizer, accumulated.encoder_optimizer)):
-        scale = max(float(np.max(np.abs(m.numpy()))) for m in a._momentums)
-        apart = max(float(np.max(np.abs(m.numpy() - n.numpy())))
-                    for m, n in zip(a._momentums, b._momentums))
-        assert apart < 1e-4 * scale  # 1% apart when the sparse gradient was clipped
     moved = max(float(np.max(np.abs(b - v.numpy())))
                 for b, v in zip(before, small.trainable_variables))
-    # measured: 1e-7 apart here, 2e-5 on another host, after moves of 3e-3
+    # measured: 1e-7 apart alone, 2e-5 in a full suite, after moves of 3e-3
     assert moved > 1e-3 and _max_difference(large, small) < 0.05 * moved
 
 
