@@ -7,6 +7,7 @@ is one more `EncoderSpec`.
 """
 
 import dataclasses
+import functools
 import os
 import re
 
@@ -223,9 +224,11 @@ def build_backbone(encoder_name, image_size, feature_layer=None, weights=None):
     return keras.Model(backbone.input, layer.output, name=f"{backbone.name}_to_{feature_layer}")
 
 
+@functools.lru_cache(maxsize=64)
 def feature_map_size(encoder_name, image_size, feature_layer=None):
     """`(height, width, channels)` of the encoder's feature map for frames of
-    `image_size` pixels (builds the backbone without weights)."""
+    `image_size` pixels (builds the backbone without weights, once per
+    process for each set of arguments: InceptionV3 takes 2-3 s to build)."""
     return tuple(build_backbone(encoder_name, image_size, feature_layer).output_shape[1:])
 
 
