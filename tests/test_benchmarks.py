@@ -2,8 +2,8 @@
 
 (Their numbers are not checked here: speed targets live in the benchmark
 output, not in timed tests.) Marked `slow`: it runs every benchmark, some in
-fresh processes; `pytest tests` (the README's command and CI) still runs
-it, and `-m "not slow"` leaves it out.
+fresh processes; the README's test command (`-m "not slow"`) leaves it out
+and CI runs it after (`-m slow`).
 """
 
 import json

@@ -155,6 +155,7 @@ def _maps_tensorflow(pid):
         return False
 
 
+@pytest.mark.slow
 def test_kill_9_then_the_same_command_resumes(trained_model_dir, tmp_path):
     """kill -9 once the output holds some lines; the same command again
     skips them and appends the rest: every video once, no partial line

@@ -151,6 +151,7 @@ _CLEAN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_export_in_a_clean_process_gives_the_caption_stage_captions(captioner, tmp_path):
     name, model, _, frames = captioner
     decoding = DecodingConfig(beam_size=2, max_decode_length=5)

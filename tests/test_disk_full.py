@@ -62,6 +62,7 @@ def test_checkpoint_write_failure_keeps_previous(trained_model_dir, tmp_path):
     assert RunDir(str(tmp_path)).read_best("stage") is None
 
 
+@pytest.mark.slow
 def test_export_write_failure_keeps_previous_version(trained_model_dir, tmp_path):
     cfg = trained_model_dir
     model = RunDir(cfg.model_dir).load_trained_model("finetune")

@@ -183,6 +183,7 @@ def _stop(proc):
         proc.wait(10)
 
 
+@pytest.mark.slow
 def test_caption_killed_with_kill_9_leaves_no_process_and_resumes(trained_model_dir,
                                                                    tmp_path):
     library = _library(tmp_path)

@@ -58,6 +58,7 @@ def _max_difference(a, b):
                for x, y in zip(a.trainable_variables, b.trainable_variables))
 
 
+@pytest.mark.slow
 def test_remat_step_equals_the_step_without_it(shapes_records, tmp_path):
     """One finetune step (both optimizers) with the encoder's activations
     recomputed gives the weights of the same step without remat, for each
@@ -138,6 +139,7 @@ def _first_moments_apart(a, b):
                for m, n in zip(a._momentums, b._momentums)) / scale
 
 
+@pytest.mark.slow
 def test_accumulated_batches_update_like_one_large_batch(shapes_records, tmp_path):
     """2 updates of 2 accumulated batches of 4 == 2 updates of batch 8: both
     optimizers (decoder and encoder learning rates), a cosine schedule that

@@ -89,6 +89,7 @@ def test_loss_masks_padding():
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_keras_file_round_trip_and_fit_step(model, tmp_path):
     frames, tokens, targets = _batch()
     inputs = {"frames": frames, "tokens": tokens}

@@ -165,6 +165,7 @@ def test_scst_stage_trains_from_finetune_and_logs_its_reward(scst_model_dir):
     assert {"loss", "reward", "baseline", "entropy"} <= tags
 
 
+@pytest.mark.slow
 def test_later_stages_use_the_scst_checkpoint(scst_model_dir, tmp_path):
     cfg, _ = scst_model_dir
     rows = jobs.run(cfg.replace(stage="evaluate", checkpoint="all", split="val"))

@@ -56,6 +56,7 @@ def test_finetune_changes_the_encoder(trained_model_dir):
     assert not np.allclose(first_conv(pre), first_conv(fine))
 
 
+@pytest.mark.slow
 def test_resume_continues_from_checkpoint(shapes_records, tmp_path, capsys):
     cfg = tiny_cfg(str(tmp_path), records_dir=shapes_records.data.records_dir,
                    pretrain_epochs=1, stage="pretrain")

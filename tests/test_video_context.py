@@ -113,6 +113,7 @@ def test_context_layer_config_round_trip_and_shapes():
         SpatioTemporalContext(4, temporal="conv", context_dim=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [
     dict(temporal="gru", spatial_grid=3, feature_layer="mixed2"),
     dict(temporal="position", context_dim=0, feature_layer="mixed2")])
