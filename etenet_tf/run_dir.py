@@ -7,11 +7,14 @@ training wrote into it.
         input_spec.json     frames per clip and frame size of the training data
         features/           pretrain's feature cache
         <stage>/            one per training stage (pretrain, finetune, scst)
+            config.json     the stage's whole resolved configuration (what it
+                            started from, learning rates, epochs, all flags)
             checkpoints/    resume checkpoints (model, optimizers, step, seeds)
             best/           the best checkpoint by validation, and best.json
             logs/           TensorBoard events (train/, validation/)
             .lock           held while the stage runs
-        evaluation/         predictions and scores of `evaluate`
+        evaluation/         predictions and scores of `evaluate` (each scores
+                            JSON names the stage config.json it came from)
 
 Every stage after the first rebuilds exactly the model pretrain built from
 `model_config.json` and `vocab.txt`. A damaged `best/` is an error that
