@@ -326,10 +326,17 @@ class Trainer:
             steps, verbose=1 if self.verbose and self.chief else 0,
             stateful_metrics=["loss", *self.objective.metrics])
         bar.update(skip)
+        batches = iter(data)
         try:
-            for batch in data:
-                # a step and its bookkeeping are one unit: Ctrl-C/SIGTERM waits for it
+            while True:
+                # fetching a batch, its step and the bookkeeping are one unit:
+                # Ctrl-C/SIGTERM waits for it, so no exception is raised inside
+                # TensorFlow's iterator code (a SIGTERM raised while
+                # `get_next` ran was followed by a segfault in it, once in CI)
                 with interrupts.deferred():
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
                     step = self._step(batch, step, epoch, steps)
         except BaseException:
             if self.verbose and self.chief:
