@@ -166,6 +166,28 @@ def standin(tmp_path_factory):
     return path, report
 
 
+def test_standin_batchnorm_statistics_are_those_of_its_training_images():
+    """Training leaves the moving statistics a momentum-0.99 average near
+    their start (mean 0, variance 1); the stand-in sets them to the
+    average batch statistics, so a frozen encoder's inference-mode
+    features are the trained network's."""
+    from benchmarks import standin_encoder
+    images = np.random.default_rng(0).uniform(0, 255, (24, 8, 8, 3)).astype("float32")
+    inputs = keras.Input((8, 8, 3))
+    conv = keras.layers.Conv2D(4, 3)
+    norm = keras.layers.BatchNormalization()
+    backbone = keras.Model(inputs, norm(conv(inputs)))
+    classifier = keras.Sequential([backbone, keras.layers.GlobalAveragePooling2D(),
+                                   keras.layers.Dense(2)])
+    standin_encoder.calibrate_batchnorm(classifier, backbone, images, batch_size=8)
+    activations = np.asarray(conv(images)).reshape(3, -1, 4)  # 3 batches of 8 images
+    np.testing.assert_allclose(norm.moving_mean.numpy(), activations.mean(1).mean(0),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), activations.var(1).mean(0),
+                               rtol=1e-3)
+    assert norm.momentum == 0.99
+
+
 def _features(weights, frames):
     from etenet_tf.model.encoder import FrameEncoder
     encoder = FrameEncoder("inception_v3", 75, 2, "mixed2", weights)
