@@ -177,3 +177,16 @@ def test_scst_without_a_trained_model_names_the_command(shapes_records, tmp_path
     cfg = shapes_records.replace(model_dir=str(tmp_path / "m"), stage="scst", scst_epochs=1)
     with pytest.raises(NoCheckpointError, match="run --stage=pretrain"):
         jobs.run(cfg)
+
+
+@pytest.mark.parametrize("rule, expected", [("random", "RandomSampler"), ("top_k", "TopKSampler"),
+                                            ("top_p", "TopPSampler")])
+def test_scst_sampling_flag_picks_the_rule_that_draws_the_captions(shapes_records, rule,
+                                                                   expected):
+    from etenet_tf.training import stages
+    training = shapes_records.replace(scst_sampling=rule, scst_samples=4, scst_top_k=3,
+                                      scst_top_p=0.5).training
+    objective = stages.self_critical(training, stages.load_prepared(shapes_records.data))
+    sampler = objective.sampler
+    assert type(sampler).__name__ == expected and sampler.rows_per_input == 4
+    assert getattr(sampler, "k", 3) == 3 and getattr(sampler, "p", 0.5) == 0.5

@@ -92,6 +92,14 @@ class TrainingConfig:
     scst_baseline: str = option("mean", "scst reward baseline: mean (of the clip's other "
                                 "samples) or greedy (the greedy caption's reward).",
                                 choices=("mean", "greedy"))
+    scst_sampling: str = option("random", "How scst draws its K captions per clip: random "
+                                "(the whole distribution), top_k (the --scst_top_k likeliest "
+                                "words) or top_p (the fewest likeliest words holding "
+                                "--scst_top_p of the probability).",
+                                choices=("random", "top_k", "top_p"))
+    scst_top_k: int = option(10, "Words kept per step by --scst_sampling=top_k.", low=1)
+    scst_top_p: float = option(0.9, "Probability mass kept per step by --scst_sampling=top_p.",
+                               low=0.0, high=1.0, low_open=True)
     scst_learning_rate: float = option(5e-5, "Decoder learning rate in scst (about 10x below "
                                        "cross-entropy's).", low=0.0, low_open=True)
     scst_include_end: bool = option(True, "Count <end> as a word in the scst reward (a caption "
