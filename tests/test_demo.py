@@ -59,12 +59,33 @@ def test_sampling_repeats_with_its_seed(engine, examples):
     assert scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.parametrize("method, rule", [("top_k", {"top_k": 1}), ("top_p", {"top_p": 1e-6})])
+def test_top_k_and_top_p_draws_keep_only_the_likeliest_words(engine, examples, method, rule):
+    """k = 1 (or a nucleus of one word) keeps only the likeliest word at
+    every step, so every draw is the greedy caption, at any temperature."""
+    from etenet_tf.demo.engine import Decoding
+    greedy = engine.caption(examples[2], Decoding(beam_size=1, num_captions=1, max_length=10,
+                                                  length_penalty=0.0))
+    drawn = engine.caption(examples[2], Decoding(method=method, num_captions=3, seed=7,
+                                                 temperature=2.0, max_length=10, **rule))
+    assert [text for text, _ in drawn.captions] == [greedy.captions[0][0]] * 3
+    wide = Decoding(method=method, num_captions=4, seed=7, temperature=2.0, max_length=10,
+                    top_k=50, top_p=1.0)
+    assert len({text for text, _ in engine.caption(examples[2], wide).captions}) > 1
+
+
 def test_decoding_choice_out_of_range_is_a_message(engine, examples):
     from etenet_tf.demo.engine import Decoding, UploadError
     with pytest.raises(UploadError, match="beam size of at least 4"):
         engine.caption(examples[0], Decoding(beam_size=2, num_captions=4))
     with pytest.raises(UploadError, match="temperature"):
         engine.caption(examples[0], Decoding(method="sample", temperature=0.0))
+    with pytest.raises(UploadError, match="top-k must be 1 to 1000"):
+        engine.caption(examples[0], Decoding(method="top_k", top_k=0))
+    with pytest.raises(UploadError, match="top-p must be above 0"):
+        engine.caption(examples[0], Decoding(method="top_p", top_p=1.5))
+    with pytest.raises(UploadError, match="temperature"):
+        engine.caption(examples[0], Decoding(method="top_p", temperature=9.0))
     with pytest.raises(UploadError, match="unknown decoding 'top_q'"):
         engine.caption(examples[0], Decoding(method="top_q"))
 
@@ -194,6 +215,17 @@ def test_page_bad_upload_is_a_message_and_the_next_works(server, examples, tmp_p
     message, table, *_ = _call(client, handle_file(examples[1]), "beam", 2, 1, 1.0,
                                0, api_name="/caption")
     assert "1 caption, beam" in message and len(table["data"]) == 1
+
+
+def test_page_draws_top_p_captions_through_the_client(server, examples):
+    from gradio_client import Client, handle_file
+    client = Client(server.local_url, verbose=False)
+    message, table, *_ = _call(client, handle_file(examples[0]), "top_p", 2, 3, 1.0, 5, 10,
+                               0.9, api_name="/caption")
+    assert "3 captions, top_p" in message and len(table["data"]) == 3
+    again, table_again, *_ = _call(client, handle_file(examples[0]), "top_p", 2, 3, 1.0, 5, 10,
+                                   0.9, api_name="/caption")
+    assert table_again["data"] == table["data"]  # the same seed, the same captions
 
 
 def test_page_queues_concurrent_visitors(server, examples):

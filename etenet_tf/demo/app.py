@@ -9,7 +9,7 @@ says what the model is. Requests are queued and run one at a time
 page, and the next request works as before.
 
 The endpoints (`api_name`) are what `gradio_client` calls:
-`/caption(video, method, beam_size, num_captions, temperature, seed)` ->
+`/caption(video, method, beam_size, num_captions, temperature, seed, top_k, top_p)` ->
 `(message, captions table, word choice, heat map, all words, state)` and
 `/word(word)` -> heat map (of the caller's last `/caption`). `<page>/?example=N` opens the page with
 example N captioned (a link to share; the screenshot script uses it).
@@ -42,12 +42,12 @@ def _word_index(choice):
 def caption_handler(engine):
     """The `/caption` function: its outputs, or a message and empty outputs."""
 
-    def caption(video, method, beam_size, num_captions, temperature, seed):
+    def caption(video, method, beam_size, num_captions, temperature, seed, top_k, top_p):
         empty = (None, gr.update(choices=[], value=None), None, None, None)
         try:
             decoding = engine_lib.Decoding(
                 method=method, beam_size=beam_size, num_captions=num_captions,
-                temperature=temperature, seed=seed,
+                temperature=temperature, seed=seed, top_k=top_k, top_p=top_p,
                 length_penalty=engine.defaults.length_penalty,
                 max_length=engine.defaults.max_length)
             result = engine.caption(video, decoding)
@@ -77,12 +77,14 @@ def example_handler(engine, examples):
     """The page's load function: `?example=N` captions example N (from 1)."""
     caption = caption_handler(engine)
 
-    def load(method, beam_size, num_captions, temperature, seed, request: gr.Request):
+    def load(method, beam_size, num_captions, temperature, seed, top_k, top_p,
+             request: gr.Request):
         number = (request.query_params.get("example") if request else None) or ""
         if not number.isdigit() or not 1 <= int(number) <= len(examples):
             return (gr.skip(),) * 7
         path = examples[int(number) - 1]
-        return (path,) + caption(path, method, beam_size, num_captions, temperature, seed)
+        return (path,) + caption(path, method, beam_size, num_captions, temperature, seed,
+                                 top_k, top_p)
 
     return load
 
@@ -118,9 +120,14 @@ def build(engine, examples=(), queue_size=16):
                                              value=d.num_captions, step=1,
                                              label="Captions")
                 with gr.Row():
-                    temperature = gr.Slider(0.1, 2.0, value=d.temperature, step=0.05,
-                                            label="Temperature (sample)")
-                    seed = gr.Number(value=d.seed, precision=0, label="Seed (sample)")
+                    temperature = gr.Slider(0.05, 5.0, value=d.temperature, step=0.05,
+                                            label="Temperature (drawn)")
+                    seed = gr.Number(value=d.seed, precision=0, label="Seed (drawn)")
+                with gr.Row():
+                    top_k = gr.Slider(1, max(50, d.top_k), value=d.top_k, step=1,
+                                      label="k (top_k)")
+                    top_p = gr.Slider(min(0.05, d.top_p), 1.0, value=d.top_p, step=0.05,
+                                      label="p (top_p)")
                 button = gr.Button("Caption", variant="primary")
             with gr.Column(scale=2):
                 message = gr.Markdown()
@@ -138,14 +145,15 @@ def build(engine, examples=(), queue_size=16):
             gr.Markdown(engine.describe())
         state = gr.State(time_to_live=STATE_SECONDS)
         button.click(caption_handler(engine),
-                     inputs=[video, method, beam_size, num_captions, temperature, seed],
+                     inputs=[video, method, beam_size, num_captions, temperature, seed, top_k,
+                             top_p],
                      outputs=[message, captions, word, heat, overview, state],
                      api_name="caption", concurrency_limit=1)
         word.change(word_handler, inputs=[word, state], outputs=[heat], api_name="word")
         if examples:  # a link to an example: <page>/?example=1 captions the first on load
             page.load(example_handler(engine, examples), inputs=[method, beam_size,
                                                                  num_captions, temperature,
-                                                                 seed],
+                                                                 seed, top_k, top_p],
                       outputs=[video, message, captions, word, heat, overview, state],
                       api_name=False)
     page.queue(default_concurrency_limit=1, max_size=queue_size)

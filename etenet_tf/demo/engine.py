@@ -11,10 +11,12 @@ per frame, decoding keeps at most `2 x frames` small frames
 kept compiled.
 
 Decoding choices (`Decoding.method`): `beam` (beam search, `num_captions`
-best beams) and `sample` (`num_captions` captions drawn at `temperature`
-from `seed`). A new sampling rule (top-k, top-p) is one entry in
-`METHODS`, one branch in `make_sampler`, and its fields in `Decoding`;
-the page offers whatever `METHODS` lists.
+best beams), `sample` (`num_captions` captions drawn at `temperature`
+from `seed`), `top_k` (drawn from the `top_k` likeliest words at each
+step) and `top_p` (nucleus sampling: drawn from the fewest likeliest
+words holding `top_p` of the probability). A new sampling rule is one
+entry in `METHODS`, one branch in `make_sampler`, and its fields in
+`Decoding`; the page offers whatever `METHODS` lists.
 """
 
 import collections
@@ -30,13 +32,18 @@ from etenet_tf import limits
 from etenet_tf.data import video_decode
 from etenet_tf.export import package
 from etenet_tf.generation.config import DecodingConfig
-from etenet_tf.generation.samplers import RandomSampler
+from etenet_tf.generation.samplers import RandomSampler, TopKSampler, TopPSampler
 
 # the decoding rules the page offers: name -> one line for the page
 METHODS = {
     "beam": "beam search: the most likely captions",
     "sample": "random sampling at a temperature: varied captions",
+    "top_k": "top-k sampling: drawn from the k likeliest words",
+    "top_p": "top-p (nucleus) sampling: drawn from the likeliest words holding p of "
+             "the probability",
 }
+DRAWN = ("sample", "top_k", "top_p")  # the methods that draw (temperature and seed apply)
+MAX_TOP_K = 1000  # most words a top-k draw may keep
 MAX_COMPILED = 8  # compiled decoding functions kept (one per choice of rule and sizes)
 MAX_CAPTIONS = 10  # most beams / samples one request may ask for
 
@@ -62,10 +69,12 @@ class Decoding:
         method: a key of `METHODS`.
         beam_size: beams (`beam`).
         num_captions: captions returned, best first.
-        temperature: logits are divided by it (`sample`).
-        seed: the draws' seed (`sample`: the same seed, the same captions).
+        temperature: logits are divided by it (`sample`, `top_k`, `top_p`).
+        seed: the draws' seed (the same seed, the same captions).
         length_penalty: GNMT alpha of the beam choice.
         max_length: most tokens per caption.
+        top_k: words kept per step (`top_k`).
+        top_p: probability mass kept per step (`top_p`).
     """
 
     method: str = "beam"
@@ -75,6 +84,8 @@ class Decoding:
     seed: int = 0
     length_penalty: float = 0.6
     max_length: int = 20
+    top_k: int = 10
+    top_p: float = 0.9
 
     def checked(self):
         """Itself with whole numbers, or `UploadError` for a choice out of range."""
@@ -82,18 +93,24 @@ class Decoding:
             raise UploadError(f"unknown decoding '{self.method}'; choose {', '.join(METHODS)}")
         try:
             beam, count, seed = int(self.beam_size), int(self.num_captions), int(self.seed)
-            temperature = float(self.temperature)
+            temperature, top_k, top_p = float(self.temperature), int(self.top_k), float(
+                self.top_p)
         except (TypeError, ValueError):
-            raise UploadError("beam size, number of captions and seed must be numbers") from None
+            raise UploadError("beam size, number of captions, seed, top-k and top-p must be "
+                              "numbers") from None
         if not 1 <= count <= MAX_CAPTIONS or not 1 <= beam <= MAX_CAPTIONS:
             raise UploadError(f"beam size and number of captions must be 1 to {MAX_CAPTIONS}")
         if self.method == "beam" and count > beam:
             raise UploadError(f"{count} captions need a beam size of at least {count} (each "
                               "caption is a beam)")
-        if self.method == "sample" and not 0.05 <= temperature <= 5:
+        if self.method in DRAWN and not 0.05 <= temperature <= 5:
             raise UploadError("the temperature must be between 0.05 and 5")
-        return dataclasses.replace(self, beam_size=beam, num_captions=count,
-                                   seed=seed, temperature=temperature)
+        if self.method == "top_k" and not 1 <= top_k <= MAX_TOP_K:
+            raise UploadError(f"top-k must be 1 to {MAX_TOP_K} words")
+        if self.method == "top_p" and not 0 < top_p <= 1:
+            raise UploadError("top-p must be above 0 and at most 1")
+        return dataclasses.replace(self, beam_size=beam, num_captions=count, seed=seed,
+                                   temperature=temperature, top_k=top_k, top_p=top_p)
 
 
 def make_sampler(decoding):
@@ -106,6 +123,10 @@ def make_sampler(decoding):
                               num_captions=decoding.num_captions).sampler(), False
     if decoding.method == "sample":
         return RandomSampler(decoding.num_captions, decoding.temperature), True
+    if decoding.method == "top_k":
+        return TopKSampler(decoding.top_k, decoding.num_captions, decoding.temperature), True
+    if decoding.method == "top_p":
+        return TopPSampler(decoding.top_p, decoding.num_captions, decoding.temperature), True
     raise UploadError(f"unknown decoding '{decoding.method}'")
 
 

@@ -34,9 +34,12 @@ def make_engine(config):
     stage = checkpoint_stages(config.evaluation.checkpoint, RunDir(model_dir))[-1]
     decoding = config.decoding
     defaults = engine.Decoding(
+        method={"random": "sample"}.get(decoding.sampling, decoding.sampling),
         beam_size=min(decoding.beam_size, engine.MAX_CAPTIONS),
         num_captions=min(decoding.num_captions, decoding.beam_size, engine.MAX_CAPTIONS),
-        length_penalty=decoding.length_penalty, max_length=decoding.max_decode_length)
+        length_penalty=decoding.length_penalty, max_length=decoding.max_decode_length,
+        temperature=decoding.temperature, seed=decoding.sampling_seed,
+        top_k=min(decoding.top_k, engine.MAX_TOP_K), top_p=decoding.top_p)
     return engine.DemoEngine(
         model_dir, stage, records_dir=config.data.records_dir, defaults=defaults,
         demo_limits=engine.Limits(max_upload_mb=config.demo.max_upload_mb,
