@@ -1,9 +1,10 @@
-"""The benchmarks run end to end at toy sizes and report every figure.
+"""The benchmarks run end to end at toy sizes and report every figure, and
+the quality benchmarks' driver runs with `main.py` replaced by a recorder.
 
 (Their numbers are not checked here: speed targets live in the benchmark
-output, not in timed tests.) Marked `slow`: it runs every benchmark, some in
-fresh processes; the README's test command (`-m "not slow"`) leaves it out
-and CI runs it after (`-m slow`).
+output, not in timed tests.) The end-to-end run is marked `slow`: it runs
+every benchmark, some in fresh processes; the README's test command
+(`-m "not slow"`) leaves it out and CI runs it after (`-m slow`).
 """
 
 import json
@@ -77,3 +78,48 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
     assert step["images_per_step"] == 2 and step["step_cpu_seconds"] > 0
     table = capsys.readouterr().out
     assert "pretrain epoch: cached features vs frozen encoder" in table and "skipped:" in table
+
+
+def test_quality_driver_evaluates_with_the_variants_flags_resumes_and_summarises(
+        tmp_path, monkeypatch, capsys):
+    """`benchmarks/quality.py` with `main.py` replaced by a recorder: every
+    evaluation carries its variant's model flags (the preset's alone
+    contradict the stored model: exit 2), a second call trains nothing,
+    and the summary is min / median / max over the seeds."""
+    import os
+
+    from benchmarks import quality, scenes_quality
+    calls = []
+
+    def fake_main(args, log):
+        flags = dict(a[2:].split("=", 1) for a in args if "=" in a)
+        calls.append(args)
+        if flags.get("stage") == "evaluate":
+            seed = int(flags["model_dir"].rsplit("seed", 1)[1])
+            out = os.path.join(flags["model_dir"], "evaluation")
+            os.makedirs(out, exist_ok=True)
+            scores = {m: seed / 10 for m in scenes_quality.METRICS}
+            with open(os.path.join(out, f"{flags['checkpoint']}_test_scores.json"), "w") as f:
+                json.dump(scores, f)
+        return 2.0
+
+    monkeypatch.setattr(quality, "run_main", fake_main)
+    weights = tmp_path / "standin.weights.h5"
+    weights.write_bytes(b"")
+    argv = [f"--work_dir={tmp_path / 'work'}", f"--output={tmp_path / 'out.json'}",
+            f"--standin_weights={weights}", "--variants=standin_paper,preset",
+            "--seeds=0,1,5", "--stages=pretrain,finetune"]
+    table = scenes_quality.main(argv)
+    evaluations = [c for c in calls if "--stage=evaluate" in c]
+    assert len(evaluations) == 2 * 3 * 2 * 2  # variants x seeds x stages x test sets
+    for call in evaluations:
+        variant = "standin_paper" if "standin_paper_seed" in " ".join(call) else "preset"
+        expected = scenes_quality.VARIANTS[variant][-2:]  # its grid and temporal flags
+        assert all(flag in call for flag in expected), call
+        assert (f"--encoder_weights={weights}" in call) == (variant == "standin_paper")
+    assert table["preset"]["finetune"]["unseen"]["acc_all"] == [0.0, 0.1, 0.5, 3]
+    assert table["preset"]["seconds"]["pretrain"] == [2.0, 2.0, 2.0, 3]
+    assert "| preset | finetune | unseen | 3 |" in capsys.readouterr().out
+    calls.clear()
+    scenes_quality.main(argv)  # everything is kept: only the two prepares run again
+    assert len(calls) == 2 and all("--stage=prepare" in c for c in calls)
