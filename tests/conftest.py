@@ -42,10 +42,9 @@ def trained_model_dir(shapes_records):
 
 @pytest.fixture(autouse=True)
 def _restore_dtype_policy():
-    """A stage run in-process sets Keras' global dtype policy
-    (`--mixed_precision`); a later test must not build its models under a
-    policy left by an earlier one (measured: `test_memory`'s accumulation
-    check read 2e-5 instead of 1e-7 apart after a bfloat16 stage)."""
+    """A test that sets Keras' global dtype policy (the layer harness's
+    bfloat16 checks, a stage's `--mixed_precision`, which `run_stage`
+    restores itself) must not leave it to the next test's models."""
     import keras
     policy = keras.config.dtype_policy()
     yield

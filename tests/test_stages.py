@@ -113,3 +113,29 @@ def test_validation_caption_table_and_metrics():
                                   "| v1 | a red circle | a red circle / red ball / x |"]
     assert validation.known_metrics({"shape": ["circle"]})[-2:] == ["acc_shape", "acc_all"]
     assert "acc_all" not in validation.known_metrics(None)
+
+
+def test_a_stage_runs_under_its_precision_and_restores_the_policy_after(trained_model_dir,
+                                                                         tmp_path):
+    """`--mixed_precision=bfloat16` holds inside the stage only: after it
+    (here: after it fails) the process builds models in float32 again."""
+    import keras
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def objective(training, prepared):
+        seen.append(keras.config.dtype_policy().name)
+        raise Stop
+
+    spec = stages.StageSpec("probe", "records the policy", start="pretrain", inputs="features",
+                            objective=objective, epochs="finetune_epochs")
+    cfg = trained_model_dir
+    model_dir = str(tmp_path / "model")
+    shutil.copytree(cfg.model_dir, model_dir, ignore=shutil.ignore_patterns(".lock"))
+    assert keras.config.dtype_policy().name == "float32"
+    with pytest.raises(Stop):
+        stages.run_stage(spec, RunDir(model_dir), cfg.data, None,
+                         cfg.replace(mixed_precision="bfloat16").training)
+    assert seen == ["mixed_bfloat16"] and keras.config.dtype_policy().name == "float32"

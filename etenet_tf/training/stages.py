@@ -446,8 +446,20 @@ def run_stage(spec, run, data, model_config, training, *, flags=None):
 
     Returns:
         The best record (`best.json`).
+
+    The stage runs under `--mixed_precision`'s Keras dtype policy; the
+    policy before it is restored after it (a model built next in the same
+    process, e.g. through the Python API, is not built in bfloat16).
     """
     spec = STAGES[spec] if isinstance(spec, str) else spec
+    previous = keras.config.dtype_policy()
+    try:
+        return _run_stage(spec, run, data, model_config, training, flags)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _run_stage(spec, run, data, model_config, training, flags):
     start = spec.start_stage(run, training)
     prepared, strategy = _start(data, training)
     with stage_lock(run, strategy, spec.name), reading_records(run, prepared):
