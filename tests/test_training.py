@@ -112,7 +112,9 @@ _DISTRIBUTED = textwrap.dedent("""
         jobs.run(cfg.replace(stage="scst", scst_epochs=1, scst_samples=2))
         stage = "scst"
     model = RunDir(cfg.model_dir).load_trained_model(stage)
-    np.save(sys.argv[2], model.decoder.output_projection.kernel.numpy())
+    # every decoder weight (the Transformer ties its output to the embedding)
+    weights = model.decoder.trainable_weights
+    np.save(sys.argv[2], np.concatenate([w.numpy().ravel() for w in weights]))
 """)
 
 
@@ -123,9 +125,14 @@ def _run_distributed(cfg, out, env, timeout=240):
 
 
 @pytest.mark.slow
-def test_mirrored_over_two_logical_cpus_pretrain_and_scst(shapes_records, tmp_path):
+@pytest.mark.parametrize("decoder", ["sa_lstm", "transformer"])
+def test_mirrored_over_two_logical_cpus_pretrain_and_scst(shapes_records, tmp_path, decoder):
+    """Both decoders train under MirroredStrategy, teacher-forced and
+    self-critical (the Transformer's key/value cache in the sampler's
+    state, replicated)."""
+    extra = {} if decoder == "sa_lstm" else dict(decoder="transformer", feedforward_dim=32)
     cfg = tiny_cfg(str(tmp_path), records_dir=shapes_records.data.records_dir, pretrain_epochs=1,
-                   strategy="mirrored", stage="pretrain")
+                   strategy="mirrored", stage="pretrain", **extra)
     proc = _run_distributed(cfg, str(tmp_path / "w.npy"), {"LOGICAL_CPUS": "1", "SCST": "1"})
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
