@@ -98,6 +98,16 @@ def differences(config, run_dir, *, records=False):
     return model, data
 
 
+def _refusal(rows, label, source, fix):
+    """One clause: each `(flag, given, stored)` of `rows`, where the stored
+    values come from (`source`) and the fix."""
+    one = len(rows) == 1
+    listed = ", ".join(f"--{n}={_shown(ours)} ({label}: {_shown(theirs)})"
+                       for n, ours, theirs in rows)
+    return (f"{listed} differ{'s' if one else ''} from the {source}: drop "
+            f"{'the flag' if one else 'those flags'}, or {fix}")
+
+
 def check(config, run_dir, *, records=False):
     """Raises `ModelFlagsError` when a flag the user gave differs from the
     stored model (or, with `records` and no stored model, `--frames` /
@@ -105,20 +115,13 @@ def check(config, run_dir, *, records=False):
     model, data = differences(config, run_dir, records=records)
     parts = []
     if model:
-        listed = ", ".join(f"--{n}={_shown(ours)} (stored: {_shown(theirs)})"
-                           for n, ours, theirs in model)
-        parts.append(
-            f"{listed} differ{'s' if len(model) == 1 else ''} from the model in "
-            f"--model_dir={run_dir.path}, which this stage uses as it is: drop "
-            f"{'the flag' if len(model) == 1 else 'those flags'}, or train a model with "
-            "them in a new --model_dir")
+        parts.append(_refusal(
+            model, "stored", f"model in --model_dir={run_dir.path}, which this stage uses as "
+            "it is", "train a model with them in a new --model_dir"))
     if data:
-        listed = ", ".join(f"--{n}={_shown(ours)} (records: {_shown(theirs)})"
-                           for n, ours, theirs in data)
-        parts.append(
-            f"{listed} differ{'s' if len(data) == 1 else ''} from the records in "
-            f"--records_dir={config.data.records_dir}, which training takes as they are: drop "
-            f"{'the flag' if len(data) == 1 else 'those flags'}, or prepare records with "
-            "them in a new --records_dir (--stage=prepare)")
+        parts.append(_refusal(
+            data, "records", f"records in --records_dir={config.data.records_dir}, which "
+            "training takes as they are",
+            "prepare records with them in a new --records_dir (--stage=prepare)"))
     if parts:
         raise ModelFlagsError("; and ".join(parts))
