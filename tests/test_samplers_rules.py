@@ -15,6 +15,7 @@ from etenet_tf.generation import (
     RowSampler,
     TopKSampler,
     TopPSampler,
+    drawn_sampler,
 )
 from etenet_tf.text.vocabulary import END_ID, PAD_ID, START_ID
 
@@ -105,6 +106,20 @@ def test_decoding_config_picks_the_rule(sampling, kind):
     sampler = config.sampler()
     assert type(sampler) is kind
     assert sampler.rows_per_input == (3 if sampling == "beam" else 2)
+
+
+def test_one_table_builds_every_drawing_rule_with_its_settings():
+    """`--sampling`, `--scst_sampling` and the demo all build drawn samplers
+    through `drawn_sampler`: each rule gets its own k or p, and every rule
+    the count, temperature and seed."""
+    built = {rule: drawn_sampler(rule, 3, temperature=0.5, top_k=4, top_p=0.7, seed=(0, 1))
+             for rule in ("random", "top_k", "top_p")}
+    assert [type(s) for s in built.values()] == [RandomSampler, TopKSampler, TopPSampler]
+    assert (built["top_k"].k, built["top_p"].p) == (4, 0.7)
+    for sampler in built.values():
+        assert (sampler.num_samples, sampler.temperature, sampler.seed) == (3, 0.5, (0, 1))
+    with pytest.raises(ValueError, match="unknown sampling rule 'beam'; choose from random"):
+        drawn_sampler("beam", 3)
 
 
 def test_drawn_captions_may_outnumber_the_beams_but_beams_may_not():

@@ -32,7 +32,7 @@ from etenet_tf import limits
 from etenet_tf.data import video_decode
 from etenet_tf.export import package
 from etenet_tf.generation.config import DecodingConfig
-from etenet_tf.generation.samplers import RandomSampler, TopKSampler, TopPSampler
+from etenet_tf.generation.samplers import drawn_sampler
 
 # the decoding rules the page offers: name -> one line for the page
 METHODS = {
@@ -121,12 +121,10 @@ def make_sampler(decoding):
                               length_penalty=decoding.length_penalty,
                               max_decode_length=decoding.max_length,
                               num_captions=decoding.num_captions).sampler(), False
-    if decoding.method == "sample":
-        return RandomSampler(decoding.num_captions, decoding.temperature), True
-    if decoding.method == "top_k":
-        return TopKSampler(decoding.top_k, decoding.num_captions, decoding.temperature), True
-    if decoding.method == "top_p":
-        return TopPSampler(decoding.top_p, decoding.num_captions, decoding.temperature), True
+    if decoding.method in DRAWN:
+        rule = "random" if decoding.method == "sample" else decoding.method
+        return drawn_sampler(rule, decoding.num_captions, decoding.temperature,
+                             decoding.top_k, decoding.top_p), True
     raise UploadError(f"unknown decoding '{decoding.method}'")
 
 

@@ -4,15 +4,14 @@ import dataclasses
 
 from etenet_tf.errors import UsageError
 from etenet_tf.generation.samplers import (
-                                           BeamSampler,
-                                           GreedySampler,
-                                           RandomSampler,
-                                           TopKSampler,
-                                           TopPSampler,
+    DRAWN_RULES,
+    BeamSampler,
+    GreedySampler,
+    drawn_sampler,
 )
 from etenet_tf.options import check, option
 
-SAMPLING_RULES = ("beam", "random", "top_k", "top_p")
+SAMPLING_RULES = ("beam", *DRAWN_RULES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,13 +57,9 @@ class DecodingConfig:
 
     def sampler(self):
         """The sampler these settings describe."""
-        seed = (0, self.sampling_seed)
-        if self.sampling == "random":
-            return RandomSampler(self.num_captions, self.temperature, seed=seed)
-        if self.sampling == "top_k":
-            return TopKSampler(self.top_k, self.num_captions, self.temperature, seed=seed)
-        if self.sampling == "top_p":
-            return TopPSampler(self.top_p, self.num_captions, self.temperature, seed=seed)
+        if self.sampling != "beam":
+            return drawn_sampler(self.sampling, self.num_captions, self.temperature,
+                                 self.top_k, self.top_p, seed=(0, self.sampling_seed))
         if self.beam_size == 1:
             return GreedySampler(self.length_penalty)
         return BeamSampler(self.beam_size, self.length_penalty, self.num_captions)

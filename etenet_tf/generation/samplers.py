@@ -386,3 +386,24 @@ class TopPSampler(RandomSampler):
         before = tf.cumsum(tf.exp(ordered), axis=-1, exclusive=True)  # mass of better tokens
         kept = tf.maximum(tf.reduce_sum(tf.cast(before < self.p, tf.int32), axis=-1), 1)
         return _keep_at_least(log_probs, tf.gather(ordered, kept - 1, batch_dims=1))
+
+
+# The rules that draw captions (rather than search for the likeliest), by
+# the name `--sampling`, `--scst_sampling` and the demo use: a new rule is
+# its `RowSampler` subclass plus one entry here.
+DRAWN_RULES = {
+    "random": lambda top_k, top_p, **common: RandomSampler(**common),
+    "top_k": lambda top_k, top_p, **common: TopKSampler(top_k, **common),
+    "top_p": lambda top_k, top_p, **common: TopPSampler(top_p, **common),
+}
+
+
+def drawn_sampler(rule, num_samples, temperature=1.0, top_k=10, top_p=0.9, seed=None):
+    """The sampler of a drawing rule (`DRAWN_RULES`): `num_samples` sequences
+    per input at `temperature`; `top_k` and `top_p` apply to their rules
+    only; `seed` is the default `[2]` seed (see `RowSampler`)."""
+    if rule not in DRAWN_RULES:
+        raise ValueError(f"unknown sampling rule {rule!r}; choose from "
+                         f"{', '.join(DRAWN_RULES)}")
+    return DRAWN_RULES[rule](top_k=top_k, top_p=top_p, num_samples=num_samples,
+                             temperature=temperature, seed=seed)

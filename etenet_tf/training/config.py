@@ -3,6 +3,7 @@
 import dataclasses
 
 from etenet_tf.errors import UsageError
+from etenet_tf.generation.samplers import DRAWN_RULES
 from etenet_tf.model.remat import REMAT_MODES
 from etenet_tf.options import check, option
 from etenet_tf.training.strategy import STRATEGIES
@@ -96,7 +97,7 @@ class TrainingConfig:
                                 "(the whole distribution), top_k (the --scst_top_k likeliest "
                                 "words) or top_p (the fewest likeliest words holding "
                                 "--scst_top_p of the probability).",
-                                choices=("random", "top_k", "top_p"))
+                                choices=tuple(DRAWN_RULES))
     scst_top_k: int = option(10, "Words kept per step by --scst_sampling=top_k.", low=1)
     scst_top_p: float = option(0.9, "Probability mass kept per step by --scst_sampling=top_p.",
                                low=0.0, high=1.0, low_open=True)

@@ -550,14 +550,13 @@ def self_critical(training, prepared):
     """scst's objective: `SelfCritical` rewarded by CIDEr-D with the
     training references' document frequencies."""
     from etenet_tf.evaluation.cider import CiderD
-    from etenet_tf.generation.samplers import RandomSampler, TopKSampler, TopPSampler
+    from etenet_tf.generation.samplers import drawn_sampler
     from etenet_tf.training.objectives import SelfCritical
     cider = CiderD(*cider_frequencies(prepared), len(prepared.vocabulary),
                    include_end=training.scst_include_end)
     k = training.scst_samples
-    sampler = {"random": lambda: RandomSampler(k),
-               "top_k": lambda: TopKSampler(training.scst_top_k, k),
-               "top_p": lambda: TopPSampler(training.scst_top_p, k)}[training.scst_sampling]()
+    sampler = drawn_sampler(training.scst_sampling, k, top_k=training.scst_top_k,
+                            top_p=training.scst_top_p)
     return SelfCritical(cider, num_samples=k, baseline=training.scst_baseline,
                         max_length=prepared.max_length - 1, seed=training.seed, sampler=sampler)
 
