@@ -164,20 +164,19 @@ def test_training_stages_killed_then_resumed_equal_uninterrupted(uninterrupted,
         assert killed_at < int(final.rsplit("-", 1)[1])
 
 
-def test_finetune_killed_between_two_updates_resumes_exactly(uninterrupted, shapes_records,
-                                                            tmp_path):
-    """--gradient_accumulation_steps=2 with --remat=planned: the resume
-    checkpoint at step 3 falls between two updates, so it holds one batch's
-    gradients in the accumulators. kill -9 after it; the same command then
-    ends with the weights, optimizer slots, accumulators and best.json of a
-    finetune that was never interrupted."""
-    flags = dict(gradient_accumulation_steps=2, remat="planned")
+def test_finetune_killed_between_two_updates_resumes_exactly(shapes_records, tmp_path):
+    """The Transformer decoder, --gradient_accumulation_steps=2 and
+    --remat=planned: the resume checkpoint at step 3 falls between two
+    updates, so it holds one batch's gradients in the accumulators. kill -9
+    after it; the same command then ends with the weights, optimizer slots,
+    accumulators and best.json of a finetune that was never interrupted.
+    (The SA-LSTM's kill -9 resume of every stage is the test above.)"""
+    flags = dict(gradient_accumulation_steps=2, remat="planned", decoder="transformer",
+                 feedforward_dim=32)
     base, cfg = (tiny_cfg(str(tmp_path / name), records_dir=shapes_records.data.records_dir,
                           **flags) for name in ("base", "killed"))
-    for target in (base, cfg):  # the pretrain of `uninterrupted`, not its finetune
-        shutil.copytree(uninterrupted.model_dir, target.model_dir,
-                        ignore=lambda d, names: ["finetune"] if d == uninterrupted.model_dir
-                        else [])
+    run_to_end(_args(base, "pretrain"), tmp_path / "pretrain.log")
+    shutil.copytree(base.model_dir, cfg.model_dir)  # the same pretrain for both
     out = run_to_end(_args(base, "finetune"), tmp_path / "base.log")
     assert "--remat=planned: " in out and "recomputed in the backward pass" in out
     assert "2 batches of 8 per update (16 videos)" in out and "never applied" not in out
