@@ -74,6 +74,20 @@ def test_top_k_and_top_p_draws_keep_only_the_likeliest_words(engine, examples, m
     assert len({text for text, _ in engine.caption(examples[2], wide).captions}) > 1
 
 
+def test_settings_a_method_ignores_reuse_its_compiled_function(engine):
+    """A new temperature under beam search, or a new k under top-p, is the
+    same decoding function (no retrace); a setting the method reads is not."""
+    from etenet_tf.demo.engine import Decoding
+    beam = Decoding(beam_size=2, num_captions=2, max_length=10)
+    assert engine._function(beam) is engine._function(
+        dataclasses.replace(beam, temperature=3.0, top_k=4, top_p=0.5, seed=9))
+    nucleus = Decoding(method="top_p", num_captions=2, max_length=10, top_p=0.8)
+    assert engine._function(nucleus) is engine._function(
+        dataclasses.replace(nucleus, top_k=3, beam_size=4, length_penalty=0.0))
+    assert engine._function(nucleus) is not engine._function(
+        dataclasses.replace(nucleus, top_p=0.5))
+
+
 def test_decoding_choice_out_of_range_is_a_message(engine, examples):
     from etenet_tf.demo.engine import Decoding, UploadError
     with pytest.raises(UploadError, match="beam size of at least 4"):

@@ -112,6 +112,22 @@ class Decoding:
         return dataclasses.replace(self, beam_size=beam, num_captions=count, seed=seed,
                                    temperature=temperature, top_k=top_k, top_p=top_p)
 
+    def compile_key(self):
+        """What a compiled decoding function depends on: these settings
+        without the seed (an argument of the function) and with the fields
+        the method ignores at their defaults, so e.g. a new temperature
+        under beam search reuses the beam function."""
+        ignored = _OWN_FIELDS - _READS[self.method]
+        return dataclasses.replace(self, seed=0, **{name: getattr(_DEFAULT, name)
+                                                    for name in ignored})
+
+
+# the fields only some methods read (all read num_captions and max_length)
+_OWN_FIELDS = {"beam_size", "length_penalty", "temperature", "top_k", "top_p"}
+_READS = {"beam": {"beam_size", "length_penalty"}, "sample": {"temperature"},
+          "top_k": {"temperature", "top_k"}, "top_p": {"temperature", "top_p"}}
+_DEFAULT = Decoding()
+
 
 def make_sampler(decoding):
     """The sampler of a `Decoding`, and its call arguments (besides the
@@ -229,7 +245,7 @@ class DemoEngine:
         import tensorflow as tf
 
         from etenet_tf.generation.captioning import generate
-        key = dataclasses.replace(decoding, seed=0)
+        key = decoding.compile_key()
         if key in self._compiled:
             self._compiled.move_to_end(key)
             return self._compiled[key]
