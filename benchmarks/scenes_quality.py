@@ -26,6 +26,9 @@ Variants (all on the preset's budget: layer, sizes, epochs, rates):
     preset:            --spatial_grid=3 --temporal=gru, random encoder
                        (today's shapes preset)
     standin_preset:    the same with the stand-in pretrained encoder
+    standin_transformer: standin_paper with the Transformer decoder
+                       (--decoder=transformer, 2 layers, 4 heads, model size
+                       --embedding_dim=64, feed-forward 256)
     grid1_gru, grid3_none, grid3_position, grid3_conv:
                        the ablations (random encoder); grid 3 + gru is `preset`
 The stand-in encoder's weights come from `benchmarks.standin_encoder`
@@ -48,6 +51,9 @@ def _standin_flag(args):
 VARIANTS = {
     "paper": ["--spatial_grid=1", "--temporal=none"],
     "standin_paper": [_standin_flag, "--spatial_grid=1", "--temporal=none"],
+    "standin_transformer": [_standin_flag, "--spatial_grid=1", "--temporal=none",
+                            "--decoder=transformer", "--num_layers=2", "--num_heads=4",
+                            "--feedforward_dim=256"],
     "preset": ["--spatial_grid=3", "--temporal=gru"],
     "standin_preset": [_standin_flag, "--spatial_grid=3", "--temporal=gru"],
     "grid1_gru": ["--spatial_grid=1", "--temporal=gru"],

@@ -21,6 +21,8 @@ Variants (all on the preset's budget: encoder, layer, epochs, rates):
     position: --spatial_grid=3 --temporal=position
     conv:     --spatial_grid=3 --temporal=conv
     both:     --spatial_grid=3 --temporal=gru   (the preset)
+    transformer: the preset with the Transformer decoder (--decoder=transformer,
+              2 layers, 4 heads, model size --embedding_dim=64, feed-forward 256)
 """
 
 from benchmarks import quality
@@ -32,6 +34,8 @@ VARIANTS = {
     "position": ["--spatial_grid=3", "--temporal=position"],
     "conv": ["--spatial_grid=3", "--temporal=conv"],
     "both": ["--spatial_grid=3", "--temporal=gru"],
+    "transformer": ["--spatial_grid=3", "--temporal=gru", "--decoder=transformer",
+                    "--num_layers=2", "--num_heads=4", "--feedforward_dim=256"],
 }
 METRICS = ("CIDEr", "acc_colour", "acc_shape", "acc_direction", "acc_all")
 BENCHMARK = quality.Benchmark(
