@@ -19,6 +19,8 @@ from etenet_tf.errors import UsageError
 from etenet_tf.model.decoder import CaptionDecoder
 
 #: the `ModelConfig` fields this decoder reads
+_PARTS = ("self_norm", "self_qkv", "self_out", "cross_norm", "cross_q", "cross_kv", "cross_out",
+          "ffn_norm", "ffn_hidden", "ffn_out")
 OPTIONS = ("embedding_dim", "num_layers", "num_heads", "feedforward_dim", "tie_embeddings",
            "dropout")
 
@@ -101,20 +103,22 @@ class TransformerCaptionDecoder(CaptionDecoder):
         self.embedding = keras.layers.Embedding(self.vocabulary_size, d, name="embedding",
                                                 dtype=policy)
         self.embedding.build((None, None))
-        self.blocks = []
+        # each block's layers are attributes (`layer{i}_{part}`): a list of
+        # dicts is tracked by Keras but not by `tf.train.Checkpoint`, whose
+        # resume and best checkpoints then left the blocks out
         for i in range(self.num_layers):
-            self.blocks.append({
-                "self_norm": norm(f"layer{i}_self_norm"),
-                "self_qkv": dense(3 * d, f"layer{i}_self_qkv"),
-                "self_out": dense(d, f"layer{i}_self_out"),
-                "cross_norm": norm(f"layer{i}_cross_norm"),
-                "cross_q": dense(d, f"layer{i}_cross_q"),
-                "cross_kv": dense(2 * d, f"layer{i}_cross_kv"),
-                "cross_out": dense(d, f"layer{i}_cross_out"),
-                "ffn_norm": norm(f"layer{i}_ffn_norm"),
-                "ffn_hidden": dense(self.feedforward_dim, f"layer{i}_ffn_hidden", "gelu"),
-                "ffn_out": dense(d, f"layer{i}_ffn_out", input_dim=self.feedforward_dim),
-            })
+            for part, layer in (
+                    ("self_norm", norm(f"layer{i}_self_norm")),
+                    ("self_qkv", dense(3 * d, f"layer{i}_self_qkv")),
+                    ("self_out", dense(d, f"layer{i}_self_out")),
+                    ("cross_norm", norm(f"layer{i}_cross_norm")),
+                    ("cross_q", dense(d, f"layer{i}_cross_q")),
+                    ("cross_kv", dense(2 * d, f"layer{i}_cross_kv")),
+                    ("cross_out", dense(d, f"layer{i}_cross_out")),
+                    ("ffn_norm", norm(f"layer{i}_ffn_norm")),
+                    ("ffn_hidden", dense(self.feedforward_dim, f"layer{i}_ffn_hidden", "gelu")),
+                    ("ffn_out", dense(d, f"layer{i}_ffn_out", input_dim=self.feedforward_dim))):
+                setattr(self, f"layer{i}_{part}", layer)
         self.final_norm = norm("final_norm")
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         # logits stay float32 under mixed precision for a stable softmax
@@ -129,6 +133,12 @@ class TransformerCaptionDecoder(CaptionDecoder):
         self.built = True
 
     # -- pieces ----------------------------------------------------------------
+
+    @property
+    def blocks(self):
+        """Each block's layers, `[{part: layer}]` (not tracked twice)."""
+        return [{part: getattr(self, f"layer{i}_{part}") for part in _PARTS}
+                for i in range(self.num_layers)]
 
     def _heads(self, x):
         """`[B, L, d] -> [B, L, heads, head_dim]`."""
