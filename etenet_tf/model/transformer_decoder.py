@@ -19,10 +19,11 @@ from etenet_tf.errors import UsageError
 from etenet_tf.model.decoder import CaptionDecoder
 
 #: the `ModelConfig` fields this decoder reads
-_PARTS = ("self_norm", "self_qkv", "self_out", "cross_norm", "cross_q", "cross_kv", "cross_out",
-          "ffn_norm", "ffn_hidden", "ffn_out")
 OPTIONS = ("embedding_dim", "num_layers", "num_heads", "feedforward_dim", "tie_embeddings",
            "dropout")
+# the layers of each block, attributes `layer{i}_{part}` of the decoder
+_PARTS = ("self_norm", "self_qkv", "self_out", "cross_norm", "cross_q", "cross_kv", "cross_out",
+          "ffn_norm", "ffn_hidden", "ffn_out")
 
 _MASKED = -1e9  # score of a key a query must not see (softmax weight exactly 0)
 
@@ -107,18 +108,20 @@ class TransformerCaptionDecoder(CaptionDecoder):
         # dicts is tracked by Keras but not by `tf.train.Checkpoint`, whose
         # resume and best checkpoints then left the blocks out
         for i in range(self.num_layers):
-            for part, layer in (
-                    ("self_norm", norm(f"layer{i}_self_norm")),
-                    ("self_qkv", dense(3 * d, f"layer{i}_self_qkv")),
-                    ("self_out", dense(d, f"layer{i}_self_out")),
-                    ("cross_norm", norm(f"layer{i}_cross_norm")),
-                    ("cross_q", dense(d, f"layer{i}_cross_q")),
-                    ("cross_kv", dense(2 * d, f"layer{i}_cross_kv")),
-                    ("cross_out", dense(d, f"layer{i}_cross_out")),
-                    ("ffn_norm", norm(f"layer{i}_ffn_norm")),
-                    ("ffn_hidden", dense(self.feedforward_dim, f"layer{i}_ffn_hidden", "gelu")),
-                    ("ffn_out", dense(d, f"layer{i}_ffn_out", input_dim=self.feedforward_dim))):
-                setattr(self, f"layer{i}_{part}", layer)
+            block = {
+                "self_norm": norm(f"layer{i}_self_norm"),
+                "self_qkv": dense(3 * d, f"layer{i}_self_qkv"),
+                "self_out": dense(d, f"layer{i}_self_out"),
+                "cross_norm": norm(f"layer{i}_cross_norm"),
+                "cross_q": dense(d, f"layer{i}_cross_q"),
+                "cross_kv": dense(2 * d, f"layer{i}_cross_kv"),
+                "cross_out": dense(d, f"layer{i}_cross_out"),
+                "ffn_norm": norm(f"layer{i}_ffn_norm"),
+                "ffn_hidden": dense(self.feedforward_dim, f"layer{i}_ffn_hidden", "gelu"),
+                "ffn_out": dense(d, f"layer{i}_ffn_out", input_dim=self.feedforward_dim),
+            }
+            for part in _PARTS:
+                setattr(self, f"layer{i}_{part}", block[part])
         self.final_norm = norm("final_norm")
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         # logits stay float32 under mixed precision for a stable softmax
