@@ -25,8 +25,9 @@ from etenet_tf.text.vocabulary import END_ID, PAD_ID, SPECIAL_TOKENS, START_ID
 from helpers import error_lines, run_layer_test, run_main, run_without_package
 
 VOCAB = list(SPECIAL_TOKENS) + ["a", "b"]  # 6 tokens: brute force stays small
-SMALL = dict(image_size=75, num_frames=2, feature_layer="mixed2", embedding_dim=8, hidden_dim=8,
-             attention_dim=8, num_layers=2, num_heads=2, feedforward_dim=16, dropout=0.0)
+SMALL = dict(image_size=75, num_frames=2, encoder="small_cnn", feature_layer="block3",
+             embedding_dim=8, hidden_dim=8, attention_dim=8, num_layers=2, num_heads=2,
+             feedforward_dim=16, dropout=0.0)
 
 
 @pytest.fixture(scope="module", params=sorted(DECODERS))

@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from etenet_tf.run_dir import RunDir
 
+from helpers import TINY
+
 
 def test_cache_matches_the_frozen_encoder_not_the_finetuned_one(trained_model_dir):
     from etenet_tf.training import feature_cache
@@ -17,7 +19,7 @@ def test_cache_matches_the_frozen_encoder_not_the_finetuned_one(trained_model_di
     cache = json.load(open(os.path.join(run.features_dir, "cache.json")))
     assert feature_cache.encoder_fingerprint(pre.encoder) == cache["fingerprint"]
     assert feature_cache.encoder_fingerprint(fine.encoder) != cache["fingerprint"]
-    assert cache["spatial_grid"] == 2 and cache["feature_layer"] == "mixed2"
+    assert cache["spatial_grid"] == 2 and cache["feature_layer"] == TINY["feature_layer"]
 
 
 def test_damaged_feature_cache_shard_is_computed_again(trained_model_dir, tmp_path):

@@ -248,3 +248,35 @@ def test_layers_pass_the_layer_test():
     run_layer_test(FrameEncoder, dict(encoder_name="inception_v3", image_size=75,
                                       spatial_grid=2, feature_layer="mixed2"),
                    (frames,), expected_output_shape=(1, 2, 2, 2, 288))
+
+
+def test_small_cnn_encoder_is_a_backbone_like_the_others(tmp_path):
+    """`small_cnn` (the tiny model's encoder): block cuts, a 2x2 grid, its
+    own weights file through `--encoder_weights=PATH`, a refused ImageNet
+    request and a refused foreign file, each in one line."""
+    frames = np.random.default_rng(0).integers(0, 255, (1, 2, 75, 75, 3)).astype("uint8")
+    encoder = encoder_lib.FrameEncoder("small_cnn", 75, 2, "block3")
+    features = encoder(frames)
+    assert tuple(features.shape) == (1, 2, 2, 2, 64)
+    assert encoder_lib.feature_map_size("small_cnn", 75, "block3") == (10, 10, 64)
+    encoder.set_trainable_blocks(1)  # the top block of the cut network: block3
+    trainable = {w.path.split("/")[-2] for w in encoder.trainable_weights}
+    assert trainable == {"block3_conv", "block3_bn"}
+    from etenet_tf.model.small_cnn import SmallCNN
+    network = SmallCNN(input_shape=(75, 75, 3))  # the whole network, as a file holds it
+    path = str(tmp_path / "small.weights.h5")
+    network.save_weights(path)
+    loaded = encoder_lib.FrameEncoder("small_cnn", 75, 2, "block3", encoder_weights=path)
+    again = encoder_lib.FrameEncoder("small_cnn", 75, 2, "block3", encoder_weights=path)
+    np.testing.assert_allclose(loaded(frames), again(frames), atol=1e-6)
+    np.testing.assert_array_equal(loaded.backbone.get_layer("block3_conv").kernel,
+                                  network.get_layer("block3_conv").kernel)
+    with pytest.raises(encoder_lib.EncoderWeightsError) as e:
+        encoder_lib.resolve_weights("small_cnn", "imagenet")
+    assert "\n" not in str(e.value) and "--encoder_weights=none" in str(e.value)
+    three = tmp_path / "three_blocks.weights.h5"  # another network's file
+    SmallCNN(input_shape=(75, 75, 3), blocks=3).save_weights(str(three))
+    with pytest.raises(encoder_lib.EncoderWeightsMismatchError) as e:
+        encoder_lib.build_backbone("small_cnn", 75, "block2", str(three))
+    assert "\n" not in str(e.value) and "do not fit small_cnn" in str(e.value)
+    assert "imagenet" not in str(e.value)

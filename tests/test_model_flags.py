@@ -69,7 +69,7 @@ def test_an_explicit_default_counts_a_flagfile_counts_equal_values_do_not(model_
     run = RunDir(model_dir)
     # the tiny model's own values given again, and flags left at their defaults: fine
     same = flags_lib.parse(_command(cfg, model_dir, "--stage=evaluate", "--hidden_dim=24",
-                                    "--temporal=gru", "--encoder=inception_v3", "--frames=2"))
+                                    "--temporal=gru", "--encoder=small_cnn", "--frames=2"))
     model_flags.check(same, run, records=True)
     # --hidden_dim=512 is the default, but the user gave it: the model has 24
     explicit = flags_lib.parse(_command(cfg, model_dir, "--stage=evaluate", "--hidden_dim=512"))
@@ -93,7 +93,7 @@ def test_every_stage_from_a_stored_model_refuses_another_encoder(model_copy, sta
                                       f"--videos={tmp_path}", f"--export_dir={tmp_path}/e"))
     before = _tree(model_dir)
     with pytest.raises(model_flags.ModelFlagsError,
-                       match=r"--encoder=inception_resnet_v2 \(stored: inception_v3\)"):
+                       match=r"--encoder=inception_resnet_v2 \(stored: small_cnn\)"):
         jobs.run(config)
     assert _tree(model_dir) == before and not os.path.exists(tmp_path / "e")
 

@@ -52,7 +52,8 @@ class ModelConfig:
     `sa_lstm` (missing fields take their defaults).
     """
 
-    encoder: str = option("inception_v3", "keras.applications frame encoder.", choices=ENCODERS)
+    encoder: str = option("inception_v3", "Frame encoder: a keras.applications backbone, or "
+                          "small_cnn (no ImageNet weights; smoke runs).", choices=ENCODERS)
     # the frame size and count come from the prepared data, not from flags
     image_size: int = option(299, "Frame side in pixels.", low=1, flag=False)
     num_frames: int = option(16, "Frames per clip.", low=1, flag=False)

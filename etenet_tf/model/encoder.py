@@ -1,9 +1,11 @@
-"""Per-frame CNN encoders from keras.applications.
+"""Per-frame CNN encoders: keras.applications backbones, and a small one.
 
 A registry entry says how to build a backbone, where Keras caches its
 ImageNet weights, its smallest input, and which layers end a block (for
 "unfreeze the top N blocks"). Adding another keras.applications backbone
-is one more `EncoderSpec`.
+is one more `EncoderSpec`. `small_cnn` (`etenet_tf.model.small_cnn`) has
+no ImageNet weights: it is for smoke runs and for tests of everything
+but the ImageNet encoder.
 """
 
 import dataclasses
@@ -18,6 +20,7 @@ from keras.applications import imagenet_utils
 
 from etenet_tf.errors import UsageError, UserError
 from etenet_tf.model import remat as remat_lib
+from etenet_tf.model.small_cnn import SmallCNN
 
 _WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications"
 
@@ -29,7 +32,8 @@ class EncoderSpec:
     Args:
         constructor: the keras.applications function.
         weights_file: file name of the no-top ImageNet weights in the Keras
-            cache (`~/.keras/models/`).
+            cache (`~/.keras/models/`); None: the backbone has no ImageNet
+            weights (`--encoder_weights=imagenet` is refused).
         weights_url: the directory URL Keras downloads that file from.
         weights_hash: the file's hash as `keras.applications` checks it
             (md5), for `keras.utils.get_file`.
@@ -41,9 +45,9 @@ class EncoderSpec:
     """
 
     constructor: object
-    weights_file: str
-    weights_url: str
-    weights_hash: str
+    weights_file: str | None
+    weights_url: str | None
+    weights_hash: str | None
     min_image_size: int
     block_end_pattern: str
     preprocessing: str = "tf"
@@ -65,6 +69,10 @@ ENCODERS = {
         weights_hash="d19885ff4a710c122648d3b5c3b684e4",
         min_image_size=75,
         block_end_pattern=r"^(mixed_5b|mixed_6a|mixed_7a|block\d+_\d+_ac)$",
+    ),
+    "small_cnn": EncoderSpec(
+        constructor=SmallCNN, weights_file=None, weights_url=None, weights_hash=None,
+        min_image_size=32, block_end_pattern=r"^block\d+$",
     ),
 }
 
@@ -95,6 +103,10 @@ def _load_failure(encoder_name, weights, error):
         if found:
             text = f"{found[1]} layers could not be loaded, e.g. {found[2]}: {found[3]}"
         reason = text if len(text) <= 300 else text[:297] + "..."
+    if get_spec(encoder_name).weights_file is None:  # no ImageNet file to point at
+        return EncoderWeightsMismatchError(
+            f"encoder weights {weights} do not fit {encoder_name} ({reason}): pass a weights "
+            f"file of {encoder_name} (its save_weights) or --encoder_weights=none")
     return EncoderWeightsMismatchError(
         f"encoder weights {weights} do not fit {encoder_name} ({reason}): pass a "
         f"{encoder_name} no-top weights file (as keras.applications or `python -m "
@@ -145,6 +157,10 @@ def resolve_weights(encoder_name, weights):
     if weights is None or str(weights).lower() == "none":
         return None
     spec = get_spec(encoder_name)
+    if weights == "imagenet" and spec.weights_file is None:
+        raise EncoderWeightsError(
+            f"{encoder_name} has no ImageNet weights: pass --encoder_weights=none (random "
+            "initialisation) or --encoder_weights=/path/to/weights.h5 (a file it wrote)")
     if weights == "imagenet":
         url = spec.weights_url + spec.weights_file
         cache = keras_cache_dir()
@@ -163,7 +179,7 @@ def resolve_weights(encoder_name, weights):
     if not os.path.isfile(weights):
         raise EncoderWeightsError(
             f"encoder weights file not found: {weights} (expected a Keras .h5/.weights.h5 "
-            f"file such as {spec.weights_file})"
+            f"file such as {spec.weights_file or encoder_name + '.weights.h5'})"
         )
     return weights
 
