@@ -43,6 +43,25 @@ def test_export_writes_a_package_with_its_model_card(packaged):
     for heading in ("## Training data", "## Scores", "## Intended use", "## Limits"):
         assert heading in card
     assert "shapes (test 48 videos, train 48 videos, val 48 videos)" in card
+    assert "a soft-attention LSTM decoder (hidden 24)" in card
+
+
+def test_scores_table_keeps_every_attribute_column():
+    """What the captions get right is never crowded out: every `acc_*` is a
+    column (acc_all first), other metrics fill the table to 8."""
+    from etenet_tf.export import package
+    row = dict.fromkeys(["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr",
+                         "acc_colour", "acc_shape", "acc_direction", "acc_all"], 1.0)
+    header = package.scores_table({"finetune_test": row}).splitlines()[0]
+    assert header == ("| run | Bleu_4 | METEOR | ROUGE_L | CIDEr | acc_all | acc_colour | "
+                      "acc_direction | acc_shape |")
+
+
+def test_the_card_names_the_decoder_it_has():
+    from etenet_tf.export import package
+    assert package.describe_decoder({"decoder": "transformer", "num_layers": 2,
+                                     "num_heads": 4, "embedding_dim": 64}) == \
+        "a Transformer decoder (2 layers, 4 heads, size 64)"
 
 
 def test_scores_table_shows_the_spread_where_measured():

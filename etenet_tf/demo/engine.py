@@ -331,7 +331,7 @@ class DemoEngine:
             f"- **Network**: {config.get('encoder')} encoder"
             f"{' cut at ' + config['feature_layer'] if config.get('feature_layer') else ''}, "
             f"{config.get('spatial_grid')}x{config.get('spatial_grid')} grid, temporal "
-            f"{config.get('temporal')}, LSTM {config.get('hidden_dim')}; vocabulary "
+            f"{config.get('temporal')}, {package.describe_decoder(config)}; vocabulary "
             f"{len(run_dir.read_vocabulary())} words",
             "",
             "**Test scores**:",

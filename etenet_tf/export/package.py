@@ -186,10 +186,14 @@ def scores_table(scores, missing=None):
         return missing or ("No scores: the model directory had no `evaluate` results when "
                            "this package was written (run `--stage=evaluate` first, then "
                            "export again).")
-    seen = [name for row in scores.values() for name in row
-            if isinstance(row[name], (int, float, dict))]
+    seen = list(dict.fromkeys(name for row in scores.values() for name in row
+                              if isinstance(row[name], (int, float, dict))))
+    # what the captions get right is always shown (acc_all first, then each
+    # slot); other metrics fill the table to 8 columns
     names = [n for n in _CARD_METRICS if n in seen]
-    names += [n for n in dict.fromkeys(seen) if n not in names][: max(0, 8 - len(names))]
+    attributes = dict.fromkeys(["acc_all", *sorted(n for n in seen if n.startswith("acc_"))])
+    names += [n for n in attributes if n in seen and n not in names]
+    names += [n for n in seen if n not in names][: max(0, 8 - len(names))]
     spread = any(isinstance(v, dict) for row in scores.values() for v in row.values())
     lines = ["| run | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for key, row in scores.items():
@@ -198,6 +202,16 @@ def scores_table(scores, missing=None):
     lines.append("Each cell is median (min-max) over the runs measured." if spread else
                  "One training run: the spread over seeds was not measured for this model.")
     return "\n".join(lines)
+
+
+def describe_decoder(model):
+    """The decoder of a `ModelConfig.to_dict()`, in words: "a soft-attention
+    LSTM decoder (hidden 512)" or "a Transformer decoder (2 layers, 4
+    heads, size 64)"."""
+    if model.get("decoder", "sa_lstm") == "transformer":
+        return (f"a Transformer decoder ({model.get('num_layers')} layers, "
+                f"{model.get('num_heads')} heads, size {model.get('embedding_dim')})")
+    return f"a soft-attention LSTM decoder (hidden {model.get('hidden_dim')})"
 
 
 def model_card(metadata, model_config, vocabulary_size, scores):
@@ -220,8 +234,8 @@ tags:
 
 An end-to-end video captioning model (EtENet: Olivastri, Singh, Cuzzolin, "End-to-End Video
 Captioning", arXiv 1904.02628) trained with etenet_tf {metadata['etenet_tf_version']}: a per-frame
-`{model.get('encoder')}` encoder feeds a soft-attention LSTM decoder that writes one English
-sentence per video.
+`{model.get('encoder')}` encoder feeds {describe_decoder(model)} that writes one
+English sentence per video.
 
 ## Use
 
