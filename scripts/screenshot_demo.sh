@@ -4,8 +4,9 @@
 #   scripts/screenshot_demo.sh --model_dir=runs/shapes/model [other --stage=demo flags]
 #
 # Starts `main.py --stage=demo` on 127.0.0.1, opens `/?example=1` (the
-# page captions its first example on load) in headless Chromium and saves
-# the picture to $OUT (default docs/images/demo.png); the demo is stopped
+# page captions its first example on load) in headless Chromium
+# (scripts/screenshot_page.py) and saves the picture to $OUT (default
+# docs/images/demo.png) once the caption is there; the demo is stopped
 # afterwards. Needs the demo extra (pip install -e ".[demo]") and Chromium
 # (Debian: apt-get install -y chromium). PYTHON picks the interpreter.
 set -euo pipefail
@@ -27,9 +28,10 @@ done
 grep -q "page up" "$LOG" || { echo "error: the demo was not up within 300 s" >&2; cat "$LOG" >&2; exit 1; }
 grep "page up" "$LOG"
 mkdir -p "$(dirname "$OUT")"
-# real time (--timeout), not virtual time: virtual time runs ahead while the
-# page waits on the server, so the picture came out "processing"
-timeout 300 "$CHROMIUM" --headless --no-sandbox --disable-gpu --hide-scrollbars \
-  --window-size="${WINDOW:-1400,1700}" --timeout="${WAIT_MS:-90000}" \
-  --screenshot="$OUT" "http://127.0.0.1:$PORT/?example=${EXAMPLE:-1}" 2>/dev/null
+# the picture is taken in real time once nothing on the page is "processing"
+# (Chromium's own --screenshot runs on virtual time, which races ahead of the
+# server: its picture showed every output still processing)
+W=${WINDOW:-1400,1700}
+"$PYTHON" scripts/screenshot_page.py "http://127.0.0.1:$PORT/?example=${EXAMPLE:-1}" "$OUT" \
+  --chromium="$CHROMIUM" --width="${W%,*}" --height="${W#*,}" --timeout="${WAIT_S:-300}"
 echo "wrote $OUT"

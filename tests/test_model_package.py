@@ -52,9 +52,15 @@ def test_scores_table_keeps_every_attribute_column():
     from etenet_tf.export import package
     row = dict.fromkeys(["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr",
                          "acc_colour", "acc_shape", "acc_direction", "acc_all"], 1.0)
-    header = package.scores_table({"finetune_test": row}).splitlines()[0]
-    assert header == ("| run | Bleu_4 | METEOR | ROUGE_L | CIDEr | acc_all | acc_colour | "
-                      "acc_direction | acc_shape |")
+    row.update(videos=48, scored_videos=48, beam_size=3,  # what evaluate writes beside
+               config={"stage": "finetune", "path": "c.json", "sha256": "0" * 64})
+    table = package.scores_table({"finetune_test": row})
+    assert table.splitlines()[0] == ("| run | Bleu_4 | METEOR | ROUGE_L | CIDEr | acc_all | "
+                                     "acc_colour | acc_direction | acc_shape |")
+    assert "spread over seeds was not measured" in table  # (the config is not a spread)
+    captions_only = {k: v for k, v in row.items() if not k.startswith("acc_")}  # MSR-VTT
+    assert package.scores_table({"finetune_test": captions_only}).splitlines()[0] == (
+        "| run | Bleu_4 | METEOR | ROUGE_L | CIDEr | Bleu_1 | Bleu_2 | Bleu_3 |")
 
 
 def test_the_card_names_the_decoder_it_has():

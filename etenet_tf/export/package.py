@@ -168,10 +168,22 @@ def _keras_version():
 _CARD_METRICS = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "attribute_accuracy")
 
 
+# what an `evaluate` scores file holds beside its scores
+_NOT_SCORES = frozenset({"videos", "scored_videos", "beam_size", "config"})
+
+
+def _is_spread(value):
+    return isinstance(value, dict) and {"min", "median", "max"} <= set(value)
+
+
+def _is_score(value):
+    return _is_spread(value) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
 def _cell(value):
     """A score as text: a number, or `median (min-max, n runs)` for a
     measured spread (`{"min", "median", "max", "n"}`)."""
-    if isinstance(value, dict) and {"min", "median", "max"} <= set(value):
+    if _is_spread(value):
         runs = f", {value['n']} runs" if "n" in value else ""
         return f"{value['median']:.4g} ({value['min']:.4g}-{value['max']:.4g}{runs})"
     if isinstance(value, (int, float)):
@@ -187,14 +199,14 @@ def scores_table(scores, missing=None):
                            "this package was written (run `--stage=evaluate` first, then "
                            "export again).")
     seen = list(dict.fromkeys(name for row in scores.values() for name in row
-                              if isinstance(row[name], (int, float, dict))))
+                              if name not in _NOT_SCORES and _is_score(row[name])))
     # what the captions get right is always shown (acc_all first, then each
     # slot); other metrics fill the table to 8 columns
     names = [n for n in _CARD_METRICS if n in seen]
     attributes = dict.fromkeys(["acc_all", *sorted(n for n in seen if n.startswith("acc_"))])
     names += [n for n in attributes if n in seen and n not in names]
     names += [n for n in seen if n not in names][: max(0, 8 - len(names))]
-    spread = any(isinstance(v, dict) for row in scores.values() for v in row.values())
+    spread = any(_is_spread(row.get(n)) for row in scores.values() for n in names)
     lines = ["| run | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for key, row in scores.items():
         lines.append(f"| {key} | " + " | ".join(_cell(row.get(n)) for n in names) + " |")
