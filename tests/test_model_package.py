@@ -43,7 +43,8 @@ def test_export_writes_a_package_with_its_model_card(packaged):
     for heading in ("## Training data", "## Scores", "## Intended use", "## Limits"):
         assert heading in card
     assert "shapes (test 48 videos, train 48 videos, val 48 videos)" in card
-    assert "a soft-attention LSTM decoder (hidden 24)" in card
+    assert ("a soft-attention LSTM decoder (embedding_dim 16, hidden_dim 24, attention_dim 16, "
+            "dropout 0.1)") in card
 
 
 def test_scores_table_keeps_every_attribute_column():
@@ -64,10 +65,14 @@ def test_scores_table_keeps_every_attribute_column():
 
 
 def test_the_card_names_the_decoder_it_has():
+    """From the decoder's registry entry, so a new decoder needs no edit here."""
     from etenet_tf.export import package
-    assert package.describe_decoder({"decoder": "transformer", "num_layers": 2,
-                                     "num_heads": 4, "embedding_dim": 64}) == \
-        "a Transformer decoder (2 layers, 4 heads, size 64)"
+    from etenet_tf.model.config import ModelConfig
+    model = ModelConfig(decoder="transformer", embedding_dim=64, num_layers=2, num_heads=4,
+                        feedforward_dim=256, dropout=0.1).to_dict()
+    assert package.describe_decoder(model) == (
+        "a Transformer decoder (embedding_dim 64, num_layers 2, num_heads 4, feedforward_dim "
+        "256, tie_embeddings True, dropout 0.1)")
 
 
 def test_scores_table_shows_the_spread_where_measured():

@@ -8,6 +8,9 @@ from etenet_tf.evaluation import metrics as metrics_lib
 from etenet_tf.evaluation import predict
 from etenet_tf.generation import CaptionGenerator
 
+# what a scores dict holds beside the scores: counts and the beam size
+COUNTS = ("videos", "scored_videos", "beam_size")
+
 
 def evaluate_model(model, files, *, image_size, decoding, batch_size, attributes=(None, None),
                    progress=None):
@@ -25,7 +28,7 @@ def evaluate_model(model, files, *, image_size, decoding, batch_size, attributes
     Returns:
         `(predictions {id: caption}, scores)`; `scores` holds the caption
         metrics over the clips that have references, attribute accuracy
-        over the clips that have attributes, and the counts `videos`,
+        over the clips that have attributes, and `COUNTS`: `videos`,
         `scored_videos`, `beam_size`.
     """
     ds = pipeline.eval_dataset(files, "frames", batch_size, image_size=image_size)

@@ -168,10 +168,6 @@ def _keras_version():
 _CARD_METRICS = ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "attribute_accuracy")
 
 
-# what an `evaluate` scores file holds beside its scores
-_NOT_SCORES = frozenset({"videos", "scored_videos", "beam_size", "config"})
-
-
 def _is_spread(value):
     return isinstance(value, dict) and {"min", "median", "max"} <= set(value)
 
@@ -198,8 +194,9 @@ def scores_table(scores, missing=None):
         return missing or ("No scores: the model directory had no `evaluate` results when "
                            "this package was written (run `--stage=evaluate` first, then "
                            "export again).")
+    from etenet_tf.evaluation.evaluate import COUNTS  # (beside the scores, not scores)
     seen = list(dict.fromkeys(name for row in scores.values() for name in row
-                              if name not in _NOT_SCORES and _is_score(row[name])))
+                              if name not in COUNTS and _is_score(row[name])))
     # what the captions get right is always shown (acc_all first, then each
     # slot); other metrics fill the table to 8 columns
     names = [n for n in _CARD_METRICS if n in seen]
@@ -217,13 +214,13 @@ def scores_table(scores, missing=None):
 
 
 def describe_decoder(model):
-    """The decoder of a `ModelConfig.to_dict()`, in words: "a soft-attention
-    LSTM decoder (hidden 512)" or "a Transformer decoder (2 layers, 4
-    heads, size 64)"."""
-    if model.get("decoder", "sa_lstm") == "transformer":
-        return (f"a Transformer decoder ({model.get('num_layers')} layers, "
-                f"{model.get('num_heads')} heads, size {model.get('embedding_dim')})")
-    return f"a soft-attention LSTM decoder (hidden {model.get('hidden_dim')})"
+    """The decoder of a `ModelConfig.to_dict()` in words, from its
+    `DECODERS` entry: its title and the options it reads, e.g. "a
+    Transformer decoder (embedding_dim 64, num_layers 2, ...)"."""
+    from etenet_tf.model.decoders import DECODERS
+    spec = DECODERS[model.get("decoder", "sa_lstm")]
+    options = ", ".join(f"{name} {model.get(name)}" for name in spec.options)
+    return f"a {spec.title} decoder ({options})"
 
 
 def model_card(metadata, model_config, vocabulary_size, scores):

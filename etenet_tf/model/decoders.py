@@ -20,17 +20,21 @@ class DecoderSpec:
         build: `(model_config, vocabulary_size) -> CaptionDecoder`.
         check: `(model_config) -> None`, raises `UsageError` for options
             this decoder cannot take.
-        options: the `ModelConfig` fields it reads (for the docs).
+        options: the `ModelConfig` fields it reads (for the docs, model
+            cards and the demo).
+        title: what it is, in words ("soft-attention LSTM"), for model
+            cards and the demo.
     """
 
     build: Callable
     check: Callable
     options: tuple
+    title: str
 
 
 DECODERS = {
     "sa_lstm": DecoderSpec(attention_lstm.build, attention_lstm.check,
-                           attention_lstm.OPTIONS),
+                           attention_lstm.OPTIONS, "soft-attention LSTM"),
     "transformer": DecoderSpec(transformer_decoder.build, transformer_decoder.check,
-                               transformer_decoder.OPTIONS),
+                               transformer_decoder.OPTIONS, "Transformer"),
 }
