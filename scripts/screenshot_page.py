@@ -16,6 +16,7 @@ import argparse
 import base64
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -46,7 +47,9 @@ class Browser:
         deadline = time.monotonic() + timeout
         while True:
             while b"\0" not in self._buffer:
-                if time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                # (select bounds the wait: a read alone would block on a hung browser)
+                if left <= 0 or not select.select([self._read], [], [], left)[0]:
                     raise TimeoutError(f"no answer to {method} within {timeout} s")
                 chunk = os.read(self._read, 1 << 20)
                 if not chunk:

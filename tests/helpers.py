@@ -27,10 +27,9 @@ ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 # the small one builds and traces in a fraction of InceptionV3's time.
 TINY = dict(frames=2, image_size=75, min_word_count=1, encoder="small_cnn",
             encoder_weights="none", feature_layer="block3", spatial_grid=2, temporal="gru",
-            context_dim=16,
-            embedding_dim=16, hidden_dim=24, attention_dim=16, dropout=0.1, batch_size=8,
-            eval_batch_size=16, pretrain_epochs=2, finetune_epochs=1, learning_rate=3e-3,
-            encoder_learning_rate=1e-5, checkpoint_every_steps=3, beam_size=2,
+            context_dim=16, embedding_dim=16, hidden_dim=24, attention_dim=16, dropout=0.1,
+            batch_size=8, eval_batch_size=16, pretrain_epochs=2, finetune_epochs=1,
+            learning_rate=3e-3, encoder_learning_rate=1e-5, checkpoint_every_steps=3, beam_size=2,
             max_decode_length=10, calibration_batches=2, shapes_train_per_combination=1,
             videos_per_shard=16)
 

@@ -104,13 +104,12 @@ def _load_failure(encoder_name, weights, error):
             text = f"{found[1]} layers could not be loaded, e.g. {found[2]}: {found[3]}"
         reason = text if len(text) <= 300 else text[:297] + "..."
     if get_spec(encoder_name).weights_file is None:  # no ImageNet file to point at
-        return EncoderWeightsMismatchError(
-            f"encoder weights {weights} do not fit {encoder_name} ({reason}): pass a weights "
-            f"file of {encoder_name} (its save_weights) or --encoder_weights=none")
+        fix = f"a weights file of {encoder_name} (its save_weights) or"
+    else:
+        fix = (f"a {encoder_name} no-top weights file (as keras.applications or `python -m "
+               "benchmarks.standin_encoder` write them), --encoder_weights=imagenet or")
     return EncoderWeightsMismatchError(
-        f"encoder weights {weights} do not fit {encoder_name} ({reason}): pass a "
-        f"{encoder_name} no-top weights file (as keras.applications or `python -m "
-        "benchmarks.standin_encoder` write them), --encoder_weights=imagenet or "
+        f"encoder weights {weights} do not fit {encoder_name} ({reason}): pass {fix} "
         "--encoder_weights=none")
 
 
@@ -157,11 +156,11 @@ def resolve_weights(encoder_name, weights):
     if weights is None or str(weights).lower() == "none":
         return None
     spec = get_spec(encoder_name)
-    if weights == "imagenet" and spec.weights_file is None:
-        raise EncoderWeightsError(
-            f"{encoder_name} has no ImageNet weights: pass --encoder_weights=none (random "
-            "initialisation) or --encoder_weights=/path/to/weights.h5 (a file it wrote)")
     if weights == "imagenet":
+        if spec.weights_file is None:
+            raise EncoderWeightsError(
+                f"{encoder_name} has no ImageNet weights: pass --encoder_weights=none (random "
+                "initialisation) or --encoder_weights=/path/to/weights.h5 (a file it wrote)")
         url = spec.weights_url + spec.weights_file
         cache = keras_cache_dir()
         try:
