@@ -6,8 +6,9 @@ Keras core layers (Dense, Embedding, LayerNormalization, Dropout) and
 its cached attention writes the cache with `ops.slice_update`, which on
 TensorFlow is XLA's `XlaDynamicUpdateSlice` (not a core op of a serving
 graph), and it cannot return attention weights while it caches, which the
-attention pictures need. Here the cache is written with a one-hot blend
-(exact: `cache * (1 - e_t) + e_t * k`), all core TF ops.
+attention pictures need. Here the cache is written with a select at the
+step's position (`where(t == index, k, cache)`: exact, one pass over the
+cache, a core op).
 """
 
 import math
@@ -52,9 +53,9 @@ class TransformerCaptionDecoder(CaptionDecoder):
 
     `initial_state` projects the memory and computes every layer's
     cross-attention keys and values once (the per-clip constants); the
-    state is the self-attention key/value cache `[R, layers, 2, max_length,
-    heads, head_dim]`, written at `index` by each `step`, so a step computes
-    only the new token. Attention weights returned are the last layer's
+    state is the self-attention key/value cache, a `(keys, values)` pair of
+    `[R, heads, max_length, head_dim]` per layer, written at `index` by each
+    `step`, so a step computes only the new token. Attention weights returned are the last layer's
     cross-attention, averaged over heads.
 
     Args:
@@ -144,19 +145,22 @@ class TransformerCaptionDecoder(CaptionDecoder):
                 for i in range(self.num_layers)]
 
     def _heads(self, x):
-        """`[B, L, d] -> [B, L, heads, head_dim]`."""
+        """`[B, L, d] -> [B, heads, L, head_dim]`."""
         shape = ops.shape(x)
-        return ops.reshape(x, (shape[0], shape[1], self.num_heads, self.head_dim))
+        x = ops.reshape(x, (shape[0], shape[1], self.num_heads, self.head_dim))
+        return ops.transpose(x, (0, 2, 1, 3))
 
     def _attend(self, query, keys, values, allowed):
-        """Multi-head attention: query `[B, Q, h, k]`, keys/values `[B, K, h, k]`,
+        """Multi-head attention: query `[B, h, Q, k]`, keys/values `[B, h, K, k]`,
         `allowed` bool broadcastable to `[B, h, Q, K]` (None: all). Returns
-        `(output [B, Q, d], weights [B, h, Q, K])`."""
-        scores = ops.einsum("bqhk,bthk->bhqt", query, keys) / math.sqrt(self.head_dim)
+        `(output [B, Q, d], weights [B, h, Q, K])`. Batched matmuls: in this
+        layout a decoding step's attention over its cache needs no transpose
+        of the cache."""
+        scores = ops.matmul(query, ops.swapaxes(keys, -1, -2)) / math.sqrt(self.head_dim)
         if allowed is not None:
             scores = ops.where(allowed, scores, ops.cast(_MASKED, scores.dtype))
         weights = ops.softmax(scores, axis=-1)
-        out = ops.einsum("bhqt,bthk->bqhk", weights, values)
+        out = ops.transpose(ops.matmul(weights, values), (0, 2, 1, 3))
         shape = ops.shape(out)
         return ops.reshape(out, (shape[0], shape[1], self.model_dim)), weights
 
@@ -222,34 +226,35 @@ class TransformerCaptionDecoder(CaptionDecoder):
 
     def initial_state(self, memory, max_length):
         """`(constants, cache)`: constants are every layer's cross-attention
-        keys and values; the cache holds zeros for `max_length` words."""
+        keys and values; the cache holds zeros for `max_length` words, a
+        `(keys, values)` pair of `[R, heads, max_length, head_dim]` per
+        layer (separate tensors: a step writes and the beam reorders each
+        without stacking or slicing a larger one)."""
         if max_length is None:
             raise ValueError("the Transformer decoder's cache needs max_length")
-        batch = ops.shape(memory)[0]
-        cache = ops.zeros((batch, self.num_layers, 2, max_length, self.num_heads,
-                           self.head_dim), self.compute_dtype)
-        return self._cross_constants(memory), cache
+        zeros = ops.zeros((ops.shape(memory)[0], self.num_heads, max_length, self.head_dim),
+                          self.compute_dtype)
+        return self._cross_constants(memory), tuple((zeros, zeros)
+                                                    for _ in range(self.num_layers))
 
     def step(self, tokens, state, index, constants, training=False):
         cross_keys, cross_values = constants
-        cache = state
-        max_length = ops.shape(cache)[3]
+        max_length = ops.shape(state[0][0])[2]
         x = self._embed(tokens[:, None], ops.reshape(index, (1, 1)), training)  # [R, 1, d]
         # write position `index` of every layer's cache with the new token's
         # keys and values; attend to positions <= index
-        at = ops.cast(ops.one_hot(index, max_length), cache.dtype)[None, :, None, None]
-        allowed = (ops.arange(max_length) <= index)[None, None, None, :]
-        layers = []
+        positions = ops.arange(max_length)
+        at = (positions == index)[None, None, :, None]
+        allowed = (positions <= index)[None, None, None, :]
+        cache = []
         for i, block in enumerate(self.blocks):
             query, k, v = self._self_qkv(block, x)
-            keys = cache[:, i, 0] * (1 - at) + at * k
-            values = cache[:, i, 1] * (1 - at) + at * v
-            layers.append(ops.stack([keys, values], axis=1))
+            keys, values = (ops.where(at, new, old) for new, old in zip((k, v), state[i]))
+            cache.append((keys, values))
             x, cross = self._layer(block, x, query, keys, values, allowed, cross_keys[i],
                                    cross_values[i], training)
         logits = self._logits(x)[:, 0]
-        return logits, ops.stack(layers, axis=1), ops.cast(ops.mean(cross, axis=1)[:, 0],
-                                                          "float32")
+        return logits, tuple(cache), ops.cast(ops.mean(cross, axis=1)[:, 0], "float32")
 
     def get_config(self):
         config = super().get_config()
