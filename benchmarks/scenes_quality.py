@@ -31,6 +31,9 @@ Variants (all on the preset's budget: layer, sizes, epochs, rates):
                        --embedding_dim=64, feed-forward 256)
     grid1_gru, grid3_none, grid3_position, grid3_conv:
                        the ablations (random encoder); grid 3 + gru is `preset`
+    hires_grid8:       the preset at 150 px (the mixed2 map 16x16, not 7x7)
+                       pooled to 8x8 cells: does seeing the objects at more
+                       pixels and cells help?
 The stand-in encoder's weights come from `benchmarks.standin_encoder`
 (built first when `--standin_weights` does not exist).
 """
@@ -60,6 +63,7 @@ VARIANTS = {
     "grid3_none": ["--spatial_grid=3", "--temporal=none"],
     "grid3_position": ["--spatial_grid=3", "--temporal=position"],
     "grid3_conv": ["--spatial_grid=3", "--temporal=conv"],
+    "hires_grid8": ["--image_size=150", "--spatial_grid=8", "--temporal=gru"],
 }
 METRICS = ("CIDEr", "acc_subject", "acc_action", "acc_object", "acc_region", "acc_order",
            "acc_all")
