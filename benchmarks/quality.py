@@ -187,26 +187,47 @@ def check_args(p, benchmark, args):
     return args
 
 
+#: main.py flags that change what `prepare` writes: a variant that sets one
+#: trains and is evaluated on records of its own (e.g. `--image_size=150`:
+#: frames decoded from the clips at 150 px, not 75 px frames scaled up)
+PREPARE_FLAGS = ("--image_size", "--frames")
+
+
+def prepare(benchmark, args, flags=()):
+    """`(records, unseen)`: the records of the preset with `flags`' prepare
+    flags (`PREPARE_FLAGS`), and of the unseen clips, prepared when missing
+    (`prepare` keeps complete records)."""
+    extra = [f for f in flags if f.split("=")[0] in PREPARE_FLAGS]
+    suffix = "".join("_" + f.lstrip("-").replace("=", "") for f in extra)
+    records = os.path.join(args.work_dir, "records" + suffix)
+    unseen = os.path.join(args.work_dir, "unseen", "records" + suffix)
+    log = os.path.join(args.work_dir, "prepare.log")
+    run_main([f"--flagfile={args.flagfile}", f"--records_dir={records}", "--stage=prepare",
+              *extra], log)
+    run_main([f"--flagfile={args.flagfile}", f"--records_dir={unseen}", "--stage=prepare",
+              *benchmark.unseen_flags(args.unseen_seed), *extra], log)
+    return records, unseen
+
+
 def run(benchmark, args):
     """Prepares, trains and evaluates every variant and seed asked for;
     prints the summary and saves it with every run in `args.output`."""
     from etenet_tf.files import write_json
     os.makedirs(args.work_dir, exist_ok=True)
-    records = os.path.join(args.work_dir, "records")
-    unseen = os.path.join(args.work_dir, "unseen", "records")
-    log = os.path.join(args.work_dir, "prepare.log")
-    run_main([f"--flagfile={args.flagfile}", f"--records_dir={records}", "--stage=prepare"], log)
-    run_main([f"--flagfile={args.flagfile}", f"--records_dir={unseen}", "--stage=prepare",
-              *benchmark.unseen_flags(args.unseen_seed)], log)
+    prepared = {(): prepare(benchmark, args)}
     variants = args.variants.split(",")
     if benchmark.before_runs is not None:
         benchmark.before_runs(args, variants)
     runs = {}
     for variant in variants:
+        flags = variant_flags(benchmark, args, variant)
+        key = tuple(f for f in flags if f.split("=")[0] in PREPARE_FLAGS)
+        if key not in prepared:
+            prepared[key] = prepare(benchmark, args, key)
         for seed in [int(s) for s in args.seeds.split(",")]:
             print(f"{variant}, seed {seed} ...", file=sys.stderr, flush=True)
             runs.setdefault(variant, {})[seed] = run_one(benchmark, args, variant, seed,
-                                                         records, unseen)
+                                                         *prepared[key])
     table = summarise(runs, benchmark.metrics)
     write_json(args.output, {"settings": vars(args), "runs": runs, "summary": table})
     print(format_table(table, benchmark.metrics))

@@ -32,8 +32,9 @@ Variants (all on the preset's budget: layer, sizes, epochs, rates):
     grid1_gru, grid3_none, grid3_position, grid3_conv:
                        the ablations (random encoder); grid 3 + gru is `preset`
     hires_grid8:       the preset at 150 px (the mixed2 map 16x16, not 7x7)
-                       pooled to 8x8 cells: does seeing the objects at more
-                       pixels and cells help?
+                       pooled to 8x8 cells, on records prepared at 150 px
+                       (`quality.PREPARE_FLAGS`): does seeing the objects
+                       at more pixels and cells help?
 The stand-in encoder's weights come from `benchmarks.standin_encoder`
 (built first when `--standin_weights` does not exist).
 """

@@ -80,12 +80,11 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
     assert "pretrain epoch: cached features vs frozen encoder" in table and "skipped:" in table
 
 
-def test_quality_driver_evaluates_with_the_variants_flags_resumes_and_summarises(
-        tmp_path, monkeypatch, capsys):
-    """`benchmarks/quality.py` with `main.py` replaced by a recorder: every
-    evaluation carries its variant's model flags (the preset's alone
-    contradict the stored model: exit 2), a second call trains nothing,
-    and the summary is min / median / max over the seeds."""
+@pytest.fixture
+def recorded_main(monkeypatch):
+    """`benchmarks/quality.py` with `main.py` replaced by a recorder: returns
+    the list of every call's arguments; an evaluation writes scores of its
+    seed / 10."""
     import os
 
     from benchmarks import quality, scenes_quality
@@ -104,6 +103,16 @@ def test_quality_driver_evaluates_with_the_variants_flags_resumes_and_summarises
         return 2.0
 
     monkeypatch.setattr(quality, "run_main", fake_main)
+    return calls
+
+
+def test_quality_driver_evaluates_with_the_variants_flags_resumes_and_summarises(
+        tmp_path, recorded_main, capsys):
+    """Every evaluation carries its variant's model flags (the preset's alone
+    contradict the stored model: exit 2), a second call trains nothing,
+    and the summary is min / median / max over the seeds."""
+    from benchmarks import scenes_quality
+    calls = recorded_main
     weights = tmp_path / "standin.weights.h5"
     weights.write_bytes(b"")
     argv = [f"--work_dir={tmp_path / 'work'}", f"--output={tmp_path / 'out.json'}",
@@ -123,3 +132,22 @@ def test_quality_driver_evaluates_with_the_variants_flags_resumes_and_summarises
     calls.clear()
     scenes_quality.main(argv)  # everything is kept: only the two prepares run again
     assert len(calls) == 2 and all("--stage=prepare" in c for c in calls)
+
+
+def test_a_variant_with_a_prepare_flag_trains_on_records_of_its_own(tmp_path, recorded_main):
+    """`hires_grid8` (`--image_size=150`) is prepared, trained and evaluated
+    on 150 px records, not on the preset's 75 px ones scaled up."""
+    from benchmarks import scenes_quality
+    scenes_quality.main([f"--work_dir={tmp_path}", f"--output={tmp_path / 'out.json'}",
+                         "--variants=preset,hires_grid8", "--seeds=0", "--stages=pretrain"])
+    prepares = [c for c in recorded_main if "--stage=prepare" in c]
+    assert len(prepares) == 4  # the preset's and the variant's, each with its unseen clips
+    hires = [c for c in prepares if "--image_size=150" in c]
+    assert [c for c in hires if f"--records_dir={tmp_path / 'records_image_size150'}" in c]
+    assert [c for c in hires if
+            f"--records_dir={tmp_path / 'unseen' / 'records_image_size150'}" in c]
+    for call in recorded_main:
+        if "--stage=prepare" in call:
+            continue
+        own = any(a.startswith("--records_dir=") and "records_image_size150" in a for a in call)
+        assert own == ("hires_grid8_seed0" in " ".join(call)), call
