@@ -111,7 +111,7 @@ def build(engine, examples=(), queue_size=16):
                     gr.Examples(examples=[[p] for p in examples], inputs=[video],
                                 label="Examples")
                 method = gr.Radio(list(engine_lib.METHODS), value=d.method, label="Decoding",
-                                  info="; ".join(f"{k}: {v}" for k, v in
+                                  info="; ".join(f"{k}: {v.summary}" for k, v in
                                                  engine_lib.METHODS.items()))
                 with gr.Row():
                     beam_size = gr.Slider(1, engine_lib.MAX_CAPTIONS, value=d.beam_size,

@@ -15,8 +15,9 @@ best beams), `sample` (`num_captions` captions drawn at `temperature`
 from `seed`), `top_k` (drawn from the `top_k` likeliest words at each
 step) and `top_p` (nucleus sampling: drawn from the fewest likeliest
 words holding `top_p` of the probability). A new sampling rule is one
-entry in `METHODS`, one branch in `make_sampler`, and its fields in
-`Decoding`; the page offers whatever `METHODS` lists.
+`Method` in `METHODS` (its line for the page, the `Decoding` fields it
+reads, its drawing rule of `DRAWN_RULES`) and its fields in `Decoding`;
+the page offers whatever `METHODS` lists.
 """
 
 import collections
@@ -34,15 +35,39 @@ from etenet_tf.export import package
 from etenet_tf.generation.config import DecodingConfig
 from etenet_tf.generation.samplers import drawn_sampler
 
-# the decoding rules the page offers: name -> one line for the page
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A decoding rule the page offers.
+
+    Args:
+        summary: one line for the page.
+        reads: the `Decoding` fields it reads besides `num_captions`,
+            `max_length` (and `seed`, which every drawn rule reads).
+        rule: its drawing rule (a key of `generation.DRAWN_RULES`), or
+            None for beam search.
+    """
+
+    summary: str
+    reads: frozenset
+    rule: str | None = None
+
+    @property
+    def draws(self):
+        """Whether it draws at random (temperature and seed apply)."""
+        return self.rule is not None
+
+
 METHODS = {
-    "beam": "beam search: the most likely captions",
-    "sample": "random sampling at a temperature: varied captions",
-    "top_k": "top-k sampling: drawn from the k likeliest words",
-    "top_p": "top-p (nucleus) sampling: drawn from the likeliest words holding p of "
-             "the probability",
+    "beam": Method("beam search: the most likely captions",
+                   frozenset({"beam_size", "length_penalty"})),
+    "sample": Method("random sampling at a temperature: varied captions",
+                     frozenset({"temperature"}), "random"),
+    "top_k": Method("top-k sampling: drawn from the k likeliest words",
+                    frozenset({"temperature", "top_k"}), "top_k"),
+    "top_p": Method("top-p (nucleus) sampling: drawn from the likeliest words holding p of "
+                    "the probability", frozenset({"temperature", "top_p"}), "top_p"),
 }
-DRAWN = ("sample", "top_k", "top_p")  # the methods that draw (temperature and seed apply)
 MAX_TOP_K = 1000  # most words a top-k draw may keep
 MAX_COMPILED = 8  # compiled decoding functions kept (one per choice of rule and sizes)
 MAX_CAPTIONS = 10  # most beams / samples one request may ask for
@@ -103,7 +128,7 @@ class Decoding:
         if self.method == "beam" and count > beam:
             raise UploadError(f"{count} captions need a beam size of at least {count} (each "
                               "caption is a beam)")
-        if self.method in DRAWN and not 0.05 <= temperature <= 5:
+        if METHODS[self.method].draws and not 0.05 <= temperature <= 5:
             raise UploadError("the temperature must be between 0.05 and 5")
         if self.method == "top_k" and not 1 <= top_k <= MAX_TOP_K:
             raise UploadError(f"top-k must be 1 to {MAX_TOP_K} words")
@@ -117,31 +142,29 @@ class Decoding:
         without the seed (an argument of the function) and with the fields
         the method ignores at their defaults, so e.g. a new temperature
         under beam search reuses the beam function."""
-        ignored = _OWN_FIELDS - _READS[self.method]
+        ignored = _OWN_FIELDS - METHODS[self.method].reads
         return dataclasses.replace(self, seed=0, **{name: getattr(_DEFAULT, name)
                                                     for name in ignored})
 
 
 # the fields only some methods read (all read num_captions and max_length)
-_OWN_FIELDS = {"beam_size", "length_penalty", "temperature", "top_k", "top_p"}
-_READS = {"beam": {"beam_size", "length_penalty"}, "sample": {"temperature"},
-          "top_k": {"temperature", "top_k"}, "top_p": {"temperature", "top_p"}}
+_OWN_FIELDS = frozenset().union(*(method.reads for method in METHODS.values()))
 _DEFAULT = Decoding()
 
 
 def make_sampler(decoding):
     """The sampler of a `Decoding`, and its call arguments (besides the
     seed, which varies per request without recompiling)."""
-    if decoding.method == "beam":
-        return DecodingConfig(beam_size=decoding.beam_size,
-                              length_penalty=decoding.length_penalty,
-                              max_decode_length=decoding.max_length,
-                              num_captions=decoding.num_captions).sampler(), False
-    if decoding.method in DRAWN:
-        rule = "random" if decoding.method == "sample" else decoding.method
-        return drawn_sampler(rule, decoding.num_captions, decoding.temperature,
+    if decoding.method not in METHODS:
+        raise UploadError(f"unknown decoding '{decoding.method}'")
+    method = METHODS[decoding.method]
+    if method.draws:
+        return drawn_sampler(method.rule, decoding.num_captions, decoding.temperature,
                              decoding.top_k, decoding.top_p), True
-    raise UploadError(f"unknown decoding '{decoding.method}'")
+    return DecodingConfig(beam_size=decoding.beam_size,
+                          length_penalty=decoding.length_penalty,
+                          max_decode_length=decoding.max_length,
+                          num_captions=decoding.num_captions).sampler(), False
 
 
 DemoResult = collections.namedtuple("DemoResult", ["captions", "frames", "words", "attention"])
