@@ -17,3 +17,10 @@ class UsageError(UserError):
 
 class MissingInputError(UserError):
     """An input a stage needs is not there (records, vocabulary, a file)."""
+
+
+def no_imagenet_weights(encoder):
+    """The one line for `--encoder_weights=imagenet` on an encoder that has no
+    ImageNet weights (raised by `resolve_weights` and by the network itself)."""
+    return (f"{encoder} has no ImageNet weights: pass --encoder_weights=none (random "
+            "initialisation) or --encoder_weights=/path/to/weights.h5 (a file it wrote)")

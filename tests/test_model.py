@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from etenet_tf.errors import UsageError
 from etenet_tf.generation import BeamSampler, GreedySampler, generate
 from etenet_tf.model import encoder as encoder_lib
 from etenet_tf.model.attention_lstm import SoftAttentionLSTM
@@ -274,6 +275,9 @@ def test_small_cnn_encoder_is_a_backbone_like_the_others(tmp_path):
     with pytest.raises(encoder_lib.EncoderWeightsError) as e:
         encoder_lib.resolve_weights("small_cnn", "imagenet")
     assert "\n" not in str(e.value) and "--encoder_weights=none" in str(e.value)
+    with pytest.raises(UsageError) as built:  # built directly, as keras.applications are
+        SmallCNN(weights="imagenet", input_shape=(75, 75, 3))
+    assert str(built.value) == str(e.value)
     three = tmp_path / "three_blocks.weights.h5"  # another network's file
     SmallCNN(input_shape=(75, 75, 3), blocks=3).save_weights(str(three))
     with pytest.raises(encoder_lib.EncoderWeightsMismatchError) as e:

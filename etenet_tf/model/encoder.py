@@ -18,7 +18,7 @@ import numpy as np
 from keras import ops
 from keras.applications import imagenet_utils
 
-from etenet_tf.errors import UsageError, UserError
+from etenet_tf.errors import UsageError, UserError, no_imagenet_weights
 from etenet_tf.model import remat as remat_lib
 from etenet_tf.model.small_cnn import SmallCNN
 
@@ -158,9 +158,7 @@ def resolve_weights(encoder_name, weights):
     spec = get_spec(encoder_name)
     if weights == "imagenet":
         if spec.weights_file is None:
-            raise EncoderWeightsError(
-                f"{encoder_name} has no ImageNet weights: pass --encoder_weights=none (random "
-                "initialisation) or --encoder_weights=/path/to/weights.h5 (a file it wrote)")
+            raise EncoderWeightsError(no_imagenet_weights(encoder_name))
         url = spec.weights_url + spec.weights_file
         cache = keras_cache_dir()
         try:

@@ -18,7 +18,7 @@ last layer is named `block{i}`, so `--feature_layer=block2` cuts there and
 
 import keras
 
-from etenet_tf.errors import UsageError
+from etenet_tf.errors import UsageError, no_imagenet_weights
 
 
 def SmallCNN(include_top=False, weights=None, input_shape=None, blocks=4, width=16,
@@ -38,8 +38,7 @@ def SmallCNN(include_top=False, weights=None, input_shape=None, blocks=4, width=
     if include_top:
         raise UsageError("small_cnn has no classifier top: build it with include_top=False")
     if weights == "imagenet":
-        raise UsageError("small_cnn has no ImageNet weights: pass --encoder_weights=none or "
-                         "a weights file written by this network")
+        raise UsageError(no_imagenet_weights(name))
     inputs = keras.Input(input_shape or (None, None, 3), name="input_layer")
     x = inputs
     for i in range(1, blocks + 1):
