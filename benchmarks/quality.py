@@ -42,6 +42,10 @@ class Benchmark:
         unseen_seed: the default generation seed of the unseen clips.
         before_runs: optional `callable(args, variants)` run after the
             records are prepared (e.g. building a fixture the variants use).
+        prepare_flags: `main.py` flags that change what `prepare` writes: a
+            variant that sets one trains and is evaluated on records of its
+            own (e.g. `--image_size=150`: frames decoded from the clips at
+            150 px, not the preset's 75 px frames scaled up).
     """
 
     name: str
@@ -51,6 +55,7 @@ class Benchmark:
     unseen_flags: object
     unseen_seed: int
     before_runs: object = None
+    prepare_flags: tuple = ("--image_size", "--frames")
 
 
 def run_main(args, log):
@@ -187,17 +192,16 @@ def check_args(p, benchmark, args):
     return args
 
 
-#: main.py flags that change what `prepare` writes: a variant that sets one
-#: trains and is evaluated on records of its own (e.g. `--image_size=150`:
-#: frames decoded from the clips at 150 px, not 75 px frames scaled up)
-PREPARE_FLAGS = ("--image_size", "--frames")
+def prepare_key(benchmark, flags):
+    """The flags of `flags` that change what `prepare` writes."""
+    return tuple(f for f in flags if f.split("=")[0] in benchmark.prepare_flags)
 
 
 def prepare(benchmark, args, flags=()):
     """`(records, unseen)`: the records of the preset with `flags`' prepare
-    flags (`PREPARE_FLAGS`), and of the unseen clips, prepared when missing
-    (`prepare` keeps complete records)."""
-    extra = [f for f in flags if f.split("=")[0] in PREPARE_FLAGS]
+    flags (`Benchmark.prepare_flags`), and of the unseen clips (whose own
+    flags win), prepared when missing (`prepare` keeps complete records)."""
+    extra = prepare_key(benchmark, flags)
     suffix = "".join("_" + f.lstrip("-").replace("=", "") for f in extra)
     records = os.path.join(args.work_dir, "records" + suffix)
     unseen = os.path.join(args.work_dir, "unseen", "records" + suffix)
@@ -205,7 +209,7 @@ def prepare(benchmark, args, flags=()):
     run_main([f"--flagfile={args.flagfile}", f"--records_dir={records}", "--stage=prepare",
               *extra], log)
     run_main([f"--flagfile={args.flagfile}", f"--records_dir={unseen}", "--stage=prepare",
-              *benchmark.unseen_flags(args.unseen_seed), *extra], log)
+              *extra, *benchmark.unseen_flags(args.unseen_seed)], log)
     return records, unseen
 
 
@@ -221,7 +225,7 @@ def run(benchmark, args):
     runs = {}
     for variant in variants:
         flags = variant_flags(benchmark, args, variant)
-        key = tuple(f for f in flags if f.split("=")[0] in PREPARE_FLAGS)
+        key = prepare_key(benchmark, flags)
         if key not in prepared:
             prepared[key] = prepare(benchmark, args, key)
         for seed in [int(s) for s in args.seeds.split(",")]:

@@ -33,8 +33,10 @@ Variants (all on the preset's budget: layer, sizes, epochs, rates):
                        the ablations (random encoder); grid 3 + gru is `preset`
     hires_grid8:       the preset at 150 px (the mixed2 map 16x16, not 7x7)
                        pooled to 8x8 cells, on records prepared at 150 px
-                       (`quality.PREPARE_FLAGS`): does seeing the objects
+                       (`prepare_flags`): does seeing the objects
                        at more pixels and cells help?
+    data3000:          the preset on 3000 training clips, not 600 (records
+                       of their own): is the amount of data the limit?
 The stand-in encoder's weights come from `benchmarks.standin_encoder`
 (built first when `--standin_weights` does not exist).
 """
@@ -65,6 +67,7 @@ VARIANTS = {
     "grid3_position": ["--spatial_grid=3", "--temporal=position"],
     "grid3_conv": ["--spatial_grid=3", "--temporal=conv"],
     "hires_grid8": ["--image_size=150", "--spatial_grid=8", "--temporal=gru"],
+    "data3000": ["--scenes_train_videos=3000", "--spatial_grid=3", "--temporal=gru"],
 }
 METRICS = ("CIDEr", "acc_subject", "acc_action", "acc_object", "acc_region", "acc_order",
            "acc_all")
@@ -84,7 +87,9 @@ BENCHMARK = quality.Benchmark(
     name="scenes_quality", flagfile="scenes.cfg", variants=VARIANTS, metrics=METRICS,
     # the unseen clips: another generation seed (its test split is what counts)
     unseen_flags=lambda seed: [f"--scenes_seed={seed}", "--scenes_train_videos=16"],
-    unseen_seed=8765, before_runs=build_standin)
+    unseen_seed=8765, before_runs=build_standin,
+    prepare_flags=("--image_size", "--frames", "--scenes_seed", "--scenes_train_videos",
+                   "--scenes_eval_videos", "--scenes_clutter", "--scenes_max_objects"))
 
 
 def parse(argv):
