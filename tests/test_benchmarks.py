@@ -151,3 +151,40 @@ def test_a_variant_with_a_prepare_flag_trains_on_records_of_its_own(tmp_path, re
             continue
         own = any(a.startswith("--records_dir=") and "records_image_size150" in a for a in call)
         assert own == ("hires_grid8_seed0" in " ".join(call)), call
+
+
+def test_scenes_probe_reads_a_slot_that_is_in_the_features_and_not_one_that_is_not():
+    """The probe finds a label written into the features (one-hot plus
+    noise) and stays near chance on labels the features do not hold."""
+    import numpy as np
+
+    from benchmarks import scenes_probe
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 400)
+    features = np.eye(4)[labels] + rng.normal(0, 0.2, (400, 4))
+    features = np.concatenate([features, rng.normal(0, 1, (400, 60))], 1).astype(np.float32)
+    for kind in ("linear", "rbf"):
+        held, _ = scenes_probe.probe(features[:300], labels[:300], features[300:], labels[300:],
+                                     kind)
+        assert held > 0.9, kind
+        unrelated = rng.integers(0, 4, 400)
+        absent, _ = scenes_probe.probe(features[:300], unrelated[:300], features[300:],
+                                       unrelated[300:], kind)
+        assert absent < 0.45, kind
+
+
+def test_scenes_probe_reads_a_feature_cache(tmp_path):
+    """`load_features` reads the shards pretrain's feature cache writes."""
+    import numpy as np
+
+    from benchmarks import scenes_probe
+    from etenet_tf.data import records
+    features = np.arange(2 * 3 * 2 * 2 * 5, dtype=np.float32).reshape(2, 3, 2, 2, 5)
+    examples = [records.features_example(f"train_{i}.mp4", features[i], [b"a caption"])
+                for i in range(2)]
+    records.write_atomically(str(tmp_path / "train-00000-of-00001.tfrecord"), iter(examples))
+    ids, loaded = scenes_probe.load_features(str(tmp_path), "train")
+    assert ids == ["train_0.mp4", "train_1.mp4"]
+    np.testing.assert_array_equal(loaded, features)
+    with pytest.raises(SystemExit, match="no val features"):
+        scenes_probe.load_features(str(tmp_path), "val")
