@@ -35,11 +35,11 @@ Variants (all on the preset's budget: layer, sizes, epochs, rates):
                        pooled to 8x8 cells, on records prepared at 150 px
                        (`prepare_flags`): does seeing the objects
                        at more pixels and cells help?
-    data3000:          the preset on 3000 training clips, not 600 (records
+    standin_data3000:  standin_preset on 3000 training clips, not 600 (records
                        of their own): is the amount of data the limit?
-    epochs100:         the preset pretrained 100 epochs, not 20 (the same 5x
-                       steps as data3000, on the same 600 clips): is it the
-                       data or the number of steps?
+    standin_epochs100: standin_preset pretrained 100 epochs, not 20 (the
+                       steps of standin_data3000, on the same 600 clips):
+                       is it the number of steps?
 The stand-in encoder's weights come from `benchmarks.standin_encoder`
 (built first when `--standin_weights` does not exist).
 """
@@ -70,8 +70,10 @@ VARIANTS = {
     "grid3_position": ["--spatial_grid=3", "--temporal=position"],
     "grid3_conv": ["--spatial_grid=3", "--temporal=conv"],
     "hires_grid8": ["--image_size=150", "--spatial_grid=8", "--temporal=gru"],
-    "data3000": ["--scenes_train_videos=3000", "--spatial_grid=3", "--temporal=gru"],
-    "epochs100": ["--pretrain_epochs=100", "--spatial_grid=3", "--temporal=gru"],
+    "standin_data3000": [_standin_flag, "--scenes_train_videos=3000", "--spatial_grid=3",
+                         "--temporal=gru"],
+    "standin_epochs100": [_standin_flag, "--pretrain_epochs=100", "--spatial_grid=3",
+                          "--temporal=gru"],
 }
 METRICS = ("CIDEr", "acc_subject", "acc_action", "acc_object", "acc_region", "acc_order",
            "acc_all")
