@@ -12,7 +12,8 @@ on a static image task that is not the scenes captions: telling apart 10
 glyphs (ring, star, hexagon, crescent, bar, L, T, X, hourglass, half disc;
 none of them a scenes shape) of any colour, size and place, one per image,
 on plain, textured or noisy backgrounds with grey clutter, and saying the
-glyph's colour (a second head regresses its RGB value; no colour names).
+glyph's colour (a second head: which of the 27 cells of the RGB cube, each
+channel cut in three, holds it; no colour names).
 Like ImageNet features, these know objects, edges and colour but were not
 trained for where things are, how they move, or what the captions say.
 
@@ -84,9 +85,18 @@ def _glyph_mask(glyph, x, y, r, angle):
     return (d <= r) & (y <= 0)  # half disc
 
 
+COLOUR_LEVELS = 3  # each RGB channel cut in three: 27 colour classes
+
+
+def colour_class(rgb):
+    """The RGB-cube cell (0 to COLOUR_LEVELS ** 3 - 1) of colours `[..., 3]` in 0-255."""
+    level = np.minimum((np.asarray(rgb) * COLOUR_LEVELS / 256).astype(int), COLOUR_LEVELS - 1)
+    return (level[..., 0] * COLOUR_LEVELS + level[..., 1]) * COLOUR_LEVELS + level[..., 2]
+
+
 def render_images(count, size, seed):
     """`(images uint8 [count, size, size, 3], glyph labels int32 [count],
-    glyph colours float32 [count, 3] in [0, 1])`."""
+    glyph colour classes int32 [count])` (`colour_class`)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     images = np.empty((count, size, size, 3), np.uint8)
@@ -112,7 +122,7 @@ def render_images(count, size, seed):
         img += rng.normal(0, 25 if kind == 2 else 6, size=(size, size, 1))
         images[n] = np.clip(img, 0, 255).astype(np.uint8)
         labels[n] = label
-    return images, labels, colours / 255.0
+    return images, labels, colour_class(colours).astype(np.int32)
 
 
 def calibrate_batchnorm(classifier, backbone, images, batch_size):
@@ -147,9 +157,8 @@ def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75,
         image_size: image side in pixels.
         images: training images (a fifth as many more are held out).
         epochs, batch_size, learning_rate: the training schedule.
-        colour_weight: weight of the colour head's loss (mean squared
-            error of the glyph's RGB in [0, 1]) beside the glyph
-            cross-entropy; 0 trains the glyph classifier alone.
+        colour_weight: weight of the colour head's cross-entropy beside
+            the glyph's; 0 trains the glyph classifier alone.
         seed: seed of the images, the initial weights and the order.
         log: where progress lines go.
     """
@@ -176,26 +185,25 @@ def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75,
     # the colour head reads the strongest cell (the glyph's), not the
     # average over a background that is most of the image
     outputs = {"glyph": keras.layers.Dense(len(GLYPHS), name="glyph")(pooled),
-               "colour": keras.layers.Dense(3, name="colour")(
+               "colour": keras.layers.Dense(COLOUR_LEVELS ** 3, name="colour")(
                    keras.layers.GlobalMaxPooling2D()(features))}
     classifier = keras.Model(inputs, outputs)
-    classifier.compile(
-        keras.optimizers.Adam(learning_rate),
-        loss={"glyph": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-              "colour": keras.losses.MeanSquaredError()},
-        loss_weights={"glyph": 1.0, "colour": colour_weight},
-        metrics={"glyph": ["accuracy"], "colour": [keras.metrics.RootMeanSquaredError()]})
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    classifier.compile(keras.optimizers.Adam(learning_rate),
+                       loss={"glyph": cross_entropy, "colour": cross_entropy},
+                       loss_weights={"glyph": 1.0, "colour": colour_weight},
+                       metrics={"glyph": ["accuracy"], "colour": ["accuracy"]})
     targets = {"glyph": y, "colour": rgb}
     for epoch in range(epochs):
         history = classifier.fit(x.astype(np.float32), targets, batch_size=batch_size,
                                  epochs=1, shuffle=True, verbose=0).history
         log(f"stand-in epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.3f}, "
-            f"train accuracy {history['glyph_accuracy'][-1]:.3f}, colour RMSE "
-            f"{history['colour_root_mean_squared_error'][-1]:.3f}")
+            f"train accuracy {history['glyph_accuracy'][-1]:.3f}, colour accuracy "
+            f"{history['colour_accuracy'][-1]:.3f}")
     calibrate_batchnorm(classifier, backbone, x, batch_size)
     scores = classifier.evaluate(x_test.astype(np.float32), {"glyph": y_test, "colour": rgb_test},
                                  batch_size=batch_size, verbose=0, return_dict=True)
-    accuracy, colour_rmse = scores["glyph_accuracy"], scores["colour_root_mean_squared_error"]
+    accuracy, colour_accuracy = scores["glyph_accuracy"], scores["colour_accuracy"]
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     tmp = f"{output[:-len('.weights.h5')]}.tmp-{os.getpid()}.weights.h5"
     with atomic_path(output, tmp=tmp) as path:
@@ -204,13 +212,13 @@ def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75,
               "images": images, "epochs": epochs, "batch_size": batch_size,
               "learning_rate": learning_rate, "colour_weight": colour_weight, "seed": seed,
               "classes": list(GLYPHS), "held_out_accuracy": float(accuracy),
-              # predicting the mean colour (0.5) scores about 0.29
-              "held_out_colour_rmse": float(colour_rmse), "seconds": time.time() - start,
+              "held_out_colour_accuracy": float(colour_accuracy),
+              "seconds": time.time() - start,
               "weights": os.path.abspath(output)}
     write_json(output[:-len(".weights.h5")] + ".json", report)
     log(f"stand-in encoder: held-out glyph accuracy {accuracy:.3f} (chance "
-        f"{1 / len(GLYPHS):.2f}), colour RMSE {colour_rmse:.3f} (the mean colour: 0.29) in "
-        f"{report['seconds']:.0f} s; weights: {output}")
+        f"{1 / len(GLYPHS):.2f}), colour accuracy {colour_accuracy:.3f} (chance "
+        f"{COLOUR_LEVELS ** -3:.3f}) in {report['seconds']:.0f} s; weights: {output}")
     return report
 
 
@@ -226,7 +234,7 @@ def main(argv=None):
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--colour_weight", type=float, default=1.0,
-                   help="weight of the colour head's loss (0: glyphs only)")
+                   help="weight of the colour head's cross-entropy (0: glyphs only)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if not args.output.endswith(".weights.h5"):
