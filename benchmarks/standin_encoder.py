@@ -17,13 +17,17 @@ channel cut in three, holds it; no colour names).
 Like ImageNet features, these know objects, edges and colour but were not
 trained for where things are, how they move, or what the captions say.
 
-Why the colour head (`--colour_weight`, default 1): a glyph classifier
+Why the colour head (`--colour_weight`, default 0.5): a glyph classifier
 alone learns features that ignore colour, since any glyph comes in any
 colour. Measured with `benchmarks/scenes_probe.py`, the subject's colour
 could not be read off those features at all (0.16-0.18, the majority class
 0.18) where a random encoder's gave 0.30-0.37; ImageNet features, whose
 classes differ in colour, do keep it. `--colour_weight=0` trains the
-glyphs-only stand-in of the first scenes measurements.
+glyphs-only stand-in of the first scenes measurements. Measured on 2 idle
+cores (one run each): the defaults (10 epochs, colour weight 0.5) reach
+held-out glyph accuracy 0.69 and colour accuracy 0.69 (chance 0.10 and
+0.04) in 177 s; 5 epochs at colour weight 1 reached 0.36 and 0.69; the
+glyphs-only stand-in (5 epochs) 0.83.
 
 The weights are written as the whole no-top backbone
 (`<name>.weights.h5`, written to a temporary name and renamed), so
@@ -147,7 +151,7 @@ def calibrate_batchnorm(classifier, backbone, images, batch_size):
 
 
 def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75, images=4000,
-          epochs=5, batch_size=32, learning_rate=1e-3, colour_weight=1.0, seed=0, log=print):
+          epochs=10, batch_size=32, learning_rate=1e-3, colour_weight=0.5, seed=0, log=print):
     """Trains the stand-in and writes its weights file; returns the report dict.
 
     Args:
@@ -230,10 +234,10 @@ def main(argv=None):
     p.add_argument("--feature_layer", default="mixed2")
     p.add_argument("--image_size", type=int, default=75)
     p.add_argument("--images", type=int, default=4000)
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--learning_rate", type=float, default=1e-3)
-    p.add_argument("--colour_weight", type=float, default=1.0,
+    p.add_argument("--colour_weight", type=float, default=0.5,
                    help="weight of the colour head's cross-entropy (0: glyphs only)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
