@@ -23,11 +23,9 @@ colour. Measured with `benchmarks/scenes_probe.py`, the subject's colour
 could not be read off those features at all (0.16-0.18, the majority class
 0.18) where a random encoder's gave 0.30-0.37; ImageNet features, whose
 classes differ in colour, do keep it. `--colour_weight=0` trains the
-glyphs-only stand-in of the first scenes measurements. Measured on 2 idle
-cores (one run each): the defaults (10 epochs, colour weight 0.5) reach
-held-out glyph accuracy 0.69 and colour accuracy 0.69 (chance 0.10 and
-0.04) in 177 s; 5 epochs at colour weight 1 reached 0.36 and 0.69; the
-glyphs-only stand-in (5 epochs) 0.83.
+glyphs-only stand-in of the first scenes measurements. Held-out accuracy
+and wall time of the defaults and the settings tried: docs/scenes.md
+("The stand-in for ImageNet pretraining").
 
 The weights are written as the whole no-top backbone
 (`<name>.weights.h5`, written to a temporary name and renamed), so
