@@ -13,6 +13,13 @@ second event follows. Trained on the cache's `train` split, scored on its
 `val` split, on the frames as they are and with frame-to-frame differences
 appended. Prints each accuracy beside the majority class's.
 
+A second, local probe asks whether an object's look survives in the cell
+that holds it: for every object alone in its grid cell at the first frame
+(its position regenerated from the clip's scenes seed), the features of
+that one cell and frame, to the object's shape, colour and size. The
+whole-clip probes must also find which of 2-3 objects is the subject; this
+one does not, so it bounds what the encoder keeps of an object's look.
+
 A probe reads what a simple classifier can read off the features given
 the same clips; the decoder must do more (name the right object among 2-3
 and word it), so a slot the probes cannot read is one the captions will
@@ -57,6 +64,25 @@ def slots(attributes):
             "two events": attributes["order"] != "none"}
 
 
+def object_cells(ids, features, seed, size):
+    """`(float32 [M, C], [object dict] * M)`: the first frame's cell of every
+    object that is alone in its cell, over clips `ids` (scenes file names)
+    of generation `seed` and frame side `size`."""
+    from etenet_tf.data import scenes
+    grid = features.shape[2]
+    cells, objects = [], []
+    for video, clip in zip(ids, features):
+        split, index = os.path.splitext(video)[0].split("_")
+        scene, _ = scenes.make_scene(seed, scenes.SPLITS.index(split), int(index), size)
+        where = [(min(int(o["y"] * grid / size), grid - 1),
+                  min(int(o["x"] * grid / size), grid - 1)) for o in scene["objects"]]
+        for obj, cell in zip(scene["objects"], where):
+            if where.count(cell) == 1:
+                cells.append(clip[0, cell[0], cell[1]])
+                objects.append(obj)
+    return np.stack(cells), objects
+
+
 def _kernel(kind, reference):
     def squared(a, b):
         return (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T
@@ -96,7 +122,24 @@ def _views(features):
                 [flat, np.diff(flat, axis=1)], 1).reshape(len(flat), -1)}
 
 
-def run(run_dir, records_dir):
+def _standardise(a, b):
+    mean, std = a.mean(0), a.std(0) + 1e-6
+    return ((a - mean) / std).astype(np.float32), ((b - mean) / std).astype(np.float32)
+
+
+def _probe_rows(view, a, train_y, b, val_y):
+    rows = []
+    for kind in ("linear", "rbf"):
+        for slot in train_y[0]:
+            truth = [y[slot] for y in val_y]
+            accuracy, strength = probe(a, [y[slot] for y in train_y], b, truth, kind)
+            majority = max(truth.count(v) for v in set(truth)) / len(truth)
+            rows.append({"view": view, "kernel": kind, "slot": slot, "accuracy": accuracy,
+                         "majority": majority, "strength": strength})
+    return rows
+
+
+def run(run_dir, records_dir, scenes_seed=4321, scenes_size=96):
     with open(os.path.join(records_dir, "attributes.json"), encoding="utf-8") as f:
         attributes = json.load(f)["videos"]
     cache = os.path.join(run_dir, "features")
@@ -107,30 +150,36 @@ def run(run_dir, records_dir):
     rows = []
     train_views, val_views = _views(train), _views(val)
     for view in train_views:
-        a, b = train_views[view], val_views[view]
-        mean, std = a.mean(0), a.std(0) + 1e-6
-        a, b = ((a - mean) / std).astype(np.float32), ((b - mean) / std).astype(np.float32)
-        for kind in ("linear", "rbf"):
-            for slot in train_y[0]:
-                truth = [y[slot] for y in val_y]
-                accuracy, strength = probe(a, [y[slot] for y in train_y], b, truth, kind)
-                majority = max(truth.count(v) for v in set(truth)) / len(truth)
-                rows.append({"view": view, "kernel": kind, "slot": slot,
-                             "accuracy": accuracy, "majority": majority,
-                             "strength": strength})
+        a, b = _standardise(train_views[view], val_views[view])
+        rows += _probe_rows(view, a, train_y, b, val_y)
+    (a, train_objects), (b, val_objects) = (object_cells(train_ids, train, scenes_seed,
+                                                         scenes_size),
+                                            object_cells(val_ids, val, scenes_seed, scenes_size))
+    a, b = _standardise(a, b)
+    look = lambda o: {"object shape": o["shape"], "object colour": o["colour"],  # noqa: E731
+                      "object size": o["size"]}
+    rows += _probe_rows("object's own cell", a, [look(o) for o in train_objects], b,
+                        [look(o) for o in val_objects])
     return {"run": os.path.abspath(run_dir), "feature_shape": list(train.shape[1:]),
-            "train_clips": len(train_ids), "val_clips": len(val_ids), "probes": rows}
+            "train_clips": len(train_ids), "val_clips": len(val_ids),
+            "train_objects": len(train_objects), "val_objects": len(val_objects),
+            "probes": rows}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a run directory holding features/")
     parser.add_argument("--records", required=True, help="its records (attributes.json)")
+    parser.add_argument("--scenes_seed", type=int, default=4321,
+                        help="the records' generation seed (main.py's --scenes_seed)")
+    parser.add_argument("--scenes_size", type=int, default=96,
+                        help="the side the clips were generated at")
     parser.add_argument("--output", default="")
     args = parser.parse_args(argv)
-    result = run(args.run, args.records)
+    result = run(args.run, args.records, args.scenes_seed, args.scenes_size)
     print(f"features {result['feature_shape']} of {result['train_clips']} training clips; "
-          f"scored on {result['val_clips']} val clips")
+          f"scored on {result['val_clips']} val clips (objects alone in their cell: "
+          f"{result['train_objects']} / {result['val_objects']})")
     print(f"{'view':22} {'kernel':7} {'slot':15} {'accuracy':>8} {'majority':>8}")
     for row in result["probes"]:
         print(f"{row['view']:22} {row['kernel']:7} {row['slot']:15} {row['accuracy']:8.3f} "

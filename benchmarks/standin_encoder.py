@@ -88,6 +88,17 @@ def _glyph_mask(glyph, x, y, r, angle):
 
 
 COLOUR_LEVELS = 3  # each RGB channel cut in three: 27 colour classes
+GLYPH_RADIUS = (0.12, 0.3)  # a glyph's radius, fractions of the image side
+
+
+def _radius_range(text):
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two numbers), got {text!r}") from None
+    if not 0 < low <= high <= 0.5:
+        raise argparse.ArgumentTypeError(f"expected 0 < LOW <= HIGH <= 0.5, got {text!r}")
+    return low, high
 
 
 def colour_class(rgb):
@@ -96,9 +107,10 @@ def colour_class(rgb):
     return (level[..., 0] * COLOUR_LEVELS + level[..., 1]) * COLOUR_LEVELS + level[..., 2]
 
 
-def render_images(count, size, seed):
+def render_images(count, size, seed, glyph_radius=GLYPH_RADIUS):
     """`(images uint8 [count, size, size, 3], glyph labels int32 [count],
-    glyph colour classes int32 [count])` (`colour_class`)."""
+    glyph colour classes int32 [count])` (`colour_class`); a glyph's radius
+    is drawn from `glyph_radius` (fractions of the side)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     images = np.empty((count, size, size, 3), np.uint8)
@@ -116,7 +128,7 @@ def render_images(count, size, seed):
             cx, cy = rng.uniform(0, size, size=2)
             img[np.hypot(xx - cx, yy - cy) <= r] = rng.uniform(70, 150)
         label = int(rng.integers(len(GLYPHS)))
-        r = rng.uniform(0.12, 0.3) * size
+        r = rng.uniform(*glyph_radius) * size
         cx, cy = rng.uniform(r, size - r, size=2)
         mask = _glyph_mask(GLYPHS[label], xx - cx, yy - cy, r, rng.uniform(0, 2 * np.pi))
         colours[n] = rng.uniform(0, 255, size=3)
@@ -149,7 +161,8 @@ def calibrate_batchnorm(classifier, backbone, images, batch_size):
 
 
 def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75, images=4000,
-          epochs=10, batch_size=32, learning_rate=1e-3, colour_weight=0.5, seed=0, log=print):
+          epochs=10, batch_size=32, learning_rate=1e-3, colour_weight=0.5,
+          glyph_radius=GLYPH_RADIUS, seed=0, log=print):
     """Trains the stand-in and writes its weights file; returns the report dict.
 
     Args:
@@ -161,6 +174,8 @@ def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75,
         epochs, batch_size, learning_rate: the training schedule.
         colour_weight: weight of the colour head's cross-entropy beside
             the glyph's; 0 trains the glyph classifier alone.
+        glyph_radius: `(low, high)`: a glyph's radius as a fraction of the
+            image side is drawn uniformly from it.
         seed: seed of the images, the initial weights and the order.
         log: where progress lines go.
     """
@@ -175,8 +190,10 @@ def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75,
     start = time.time()
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    x, y, rgb = render_images(images, image_size, seed)
-    x_test, y_test, rgb_test = render_images(max(images // 5, 1), image_size, seed + 1)
+    glyph_radius = tuple(float(r) for r in glyph_radius)
+    x, y, rgb = render_images(images, image_size, seed, glyph_radius)
+    x_test, y_test, rgb_test = render_images(max(images // 5, 1), image_size, seed + 1,
+                                             glyph_radius)
     spec = encoder_lib.get_spec(encoder)
     backbone = spec.constructor(include_top=False, weights=None,
                                 input_shape=(image_size, image_size, 3))
@@ -212,7 +229,8 @@ def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75,
         backbone.save_weights(path)
     report = {"encoder": encoder, "feature_layer": feature_layer, "image_size": image_size,
               "images": images, "epochs": epochs, "batch_size": batch_size,
-              "learning_rate": learning_rate, "colour_weight": colour_weight, "seed": seed,
+              "learning_rate": learning_rate, "colour_weight": colour_weight,
+              "glyph_radius": list(glyph_radius), "seed": seed,
               "classes": list(GLYPHS), "held_out_accuracy": float(accuracy),
               "held_out_colour_accuracy": float(colour_accuracy),
               "seconds": time.time() - start,
@@ -237,6 +255,9 @@ def main(argv=None):
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--colour_weight", type=float, default=0.5,
                    help="weight of the colour head's cross-entropy (0: glyphs only)")
+    p.add_argument("--glyph_radius", type=_radius_range, default=GLYPH_RADIUS,
+                   help="LOW,HIGH: a glyph's radius as fractions of the image side "
+                        f"(default {GLYPH_RADIUS[0]},{GLYPH_RADIUS[1]})")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if not args.output.endswith(".weights.h5"):

@@ -111,3 +111,18 @@ def test_tables_show_attribute_columns():
     head, row = table.splitlines()
     assert head.split() == ["CIDEr", "acc_shape", "acc_all"]
     assert row.split() == ["finetune", "2.0000", "0.5000", "0.2500"]
+
+
+def test_event_parser_returns_the_roles_accuracy_scores():
+    """`event_parser` splits a caption into events in time order and gives
+    each its roles, a passive phrase swapping subject and object."""
+    spec = {"subject": {"red cross": ["red cross"], "blue circle": ["blue circle"]},
+            "object": {"red cross": ["red cross"], "blue circle": ["blue circle"]},
+            "action": {"moves towards": ["moves towards", "is approached by"],
+                       "grows": ["grows"]}}
+    parse = attributes.event_parser(spec)
+    events = parse("the blue circle grows after the red cross is approached by the blue circle")
+    assert events == [{"subject": {"blue circle"}, "action": {"moves towards"},
+                       "object": {"red cross"}, "region": set()},
+                      {"subject": {"blue circle"}, "action": {"grows"}, "object": set(),
+                       "region": set()}]

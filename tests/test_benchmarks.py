@@ -188,3 +188,63 @@ def test_scenes_probe_reads_a_feature_cache(tmp_path):
     np.testing.assert_array_equal(loaded, features)
     with pytest.raises(SystemExit, match="no val features"):
         scenes_probe.load_features(str(tmp_path), "val")
+
+
+def test_scenes_probe_takes_the_cell_that_holds_each_object():
+    """`object_cells` returns the first frame's cell under each object that
+    is alone in its cell (positions regenerated from the scenes seed)."""
+    import numpy as np
+
+    from benchmarks import scenes_probe
+    from etenet_tf.data import scenes
+    ids, grid, size = [f"train_{i:04d}.mp4" for i in range(6)], 3, 96
+    features = np.zeros((len(ids), 2, grid, grid, 5), np.float32)
+    expected = []
+    for n in range(len(ids)):
+        scene, _ = scenes.make_scene(7, 0, n, size)
+        where = [(int(o["y"] * grid / size), int(o["x"] * grid / size))
+                 for o in scene["objects"]]
+        for obj, (row, column) in zip(scene["objects"], where):
+            features[n, 0, row, column] = scenes.SHAPES.index(obj["shape"]) + 1
+            if where.count((row, column)) == 1:
+                expected.append(obj)
+    cells, objects = scenes_probe.object_cells(ids, features, seed=7, size=size)
+    assert objects == expected and len(objects) >= 6
+    assert [int(c[0]) - 1 for c in cells] == [scenes.SHAPES.index(o["shape"]) for o in objects]
+
+
+def test_scenes_mentions_tells_the_subject_from_another_object_of_the_clip(tmp_path):
+    """A reference caption names the subject; one naming another object of
+    the clip names some object of the clip but not the subject; a name that
+    is not a scenes clip, or clips of another seed than the records', is
+    one line and exit status 2."""
+    import json
+
+    from benchmarks import scenes_mentions
+    from etenet_tf.data import scenes
+    truth, other = {}, {}
+    for index in range(8):
+        scene, _ = scenes.make_scene(5, 2, index, 96)
+        video = f"test_{index:04d}.mp4"
+        truth[video] = scenes.captions_for(scene, 96)[0]
+        bystander = next(o for i, o in enumerate(scene["objects"])
+                         if i != scene["events"][0][0])
+        other[video] = f"the {scenes.noun(bystander)} moves left"
+    right = scenes_mentions.mentions(truth, seed=5, size=96)
+    assert right["subject all"] == right["named"] == 1.0
+    wrong = scenes_mentions.mentions(other, seed=5, size=96)
+    assert wrong["subject all"] == 0.0 and wrong["some object's colour and shape"] == 1.0
+    assert 0 < wrong["random: some object's colour"] < 1
+    attributes = {v: scenes.truth_of(scenes.make_scene(5, 2, int(v[5:9]), 96)[0], 96)
+                  for v in truth}
+    (tmp_path / "attributes.json").write_text(json.dumps({"videos": attributes}))
+    path = tmp_path / "predictions.json"
+    path.write_text(json.dumps(truth))
+    assert scenes_mentions.main([str(path), f"--records={tmp_path}", "--scenes_seed=5"])[
+        "subject all"] == 1.0
+    for predictions, seed in (({"clip.mp4": "the small red circle moves left"}, 5),
+                              (truth, 6)):  # not a scenes name; another seed's clips
+        path.write_text(json.dumps(predictions))
+        with pytest.raises(SystemExit) as exit_info:
+            scenes_mentions.main([str(path), f"--records={tmp_path}", f"--scenes_seed={seed}"])
+        assert exit_info.value.code == 2

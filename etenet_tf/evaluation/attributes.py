@@ -146,6 +146,13 @@ class _Vocabulary:
         return [event] if any(event.values()) else []
 
 
+def event_parser(spec):
+    """A function `caption -> [event, ...]` (time order; each event a dict
+    `{"subject", "action", "object", "region"} -> set of values`) that
+    parses captions as `accuracy` does, for error analysis."""
+    return _Vocabulary(spec).events
+
+
 def _role_right(name, value, events, vocabulary):
     """Whether parsed `events` get role slot `name` right."""
     if name == "order":
