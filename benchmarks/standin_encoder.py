@@ -107,10 +107,25 @@ def colour_class(rgb):
     return (level[..., 0] * COLOUR_LEVELS + level[..., 1]) * COLOUR_LEVELS + level[..., 2]
 
 
-def render_images(count, size, seed, glyph_radius=GLYPH_RADIUS):
-    """`(images uint8 [count, size, size, 3], glyph labels int32 [count],
-    glyph colour classes int32 [count])` (`colour_class`); a glyph's radius
-    is drawn from `glyph_radius` (fractions of the side)."""
+def classes(objects):
+    """The class names of the object set: "glyphs" or "scenes"."""
+    if objects == "scenes":
+        from etenet_tf.data import scenes
+        return tuple(scenes.SHAPES)
+    return GLYPHS
+
+
+def _object_mask(objects, label, x, y, r, angle):
+    if objects == "scenes":  # upright, as the scenes clips draw them
+        from etenet_tf.data import scenes
+        return scenes.shape_mask(scenes.SHAPES[label], x, y, r)
+    return _glyph_mask(GLYPHS[label], x, y, r, angle)
+
+
+def render_images(count, size, seed, glyph_radius=GLYPH_RADIUS, objects="glyphs"):
+    """`(images uint8 [count, size, size, 3], labels int32 [count], colour
+    classes int32 [count])` (`colour_class`): one object of `classes(objects)`
+    per image, its radius drawn from `glyph_radius` (fractions of the side)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     images = np.empty((count, size, size, 3), np.uint8)
@@ -127,10 +142,10 @@ def render_images(count, size, seed, glyph_radius=GLYPH_RADIUS):
             r = rng.uniform(0.04, 0.1) * size
             cx, cy = rng.uniform(0, size, size=2)
             img[np.hypot(xx - cx, yy - cy) <= r] = rng.uniform(70, 150)
-        label = int(rng.integers(len(GLYPHS)))
+        label = int(rng.integers(len(classes(objects))))
         r = rng.uniform(*glyph_radius) * size
         cx, cy = rng.uniform(r, size - r, size=2)
-        mask = _glyph_mask(GLYPHS[label], xx - cx, yy - cy, r, rng.uniform(0, 2 * np.pi))
+        mask = _object_mask(objects, label, xx - cx, yy - cy, r, rng.uniform(0, 2 * np.pi))
         colours[n] = rng.uniform(0, 255, size=3)
         img[mask] = colours[n]
         img += rng.normal(0, 25 if kind == 2 else 6, size=(size, size, 1))
@@ -162,7 +177,7 @@ def calibrate_batchnorm(classifier, backbone, images, batch_size):
 
 def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75, images=4000,
           epochs=10, batch_size=32, learning_rate=1e-3, colour_weight=0.5,
-          glyph_radius=GLYPH_RADIUS, seed=0, log=print):
+          glyph_radius=GLYPH_RADIUS, objects="glyphs", seed=0, log=print):
     """Trains the stand-in and writes its weights file; returns the report dict.
 
     Args:
@@ -176,6 +191,9 @@ def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75,
             the glyph's; 0 trains the glyph classifier alone.
         glyph_radius: `(low, high)`: a glyph's radius as a fraction of the
             image side is drawn uniformly from it.
+        objects: "glyphs" (the stand-in for ImageNet) or "scenes": the
+            scenes clips' own 5 shapes, a diagnostic encoder that knows
+            what the captions name (not a stand-in: docs/scenes.md).
         seed: seed of the images, the initial weights and the order.
         log: where progress lines go.
     """
@@ -191,9 +209,12 @@ def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75,
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     glyph_radius = tuple(float(r) for r in glyph_radius)
-    x, y, rgb = render_images(images, image_size, seed, glyph_radius)
+    if objects not in ("glyphs", "scenes"):
+        raise ValueError(f"objects must be 'glyphs' or 'scenes', not {objects!r}")
+    names = classes(objects)
+    x, y, rgb = render_images(images, image_size, seed, glyph_radius, objects)
     x_test, y_test, rgb_test = render_images(max(images // 5, 1), image_size, seed + 1,
-                                             glyph_radius)
+                                             glyph_radius, objects)
     spec = encoder_lib.get_spec(encoder)
     backbone = spec.constructor(include_top=False, weights=None,
                                 input_shape=(image_size, image_size, 3))
@@ -203,7 +224,7 @@ def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75,
     pooled = keras.layers.GlobalAveragePooling2D()(features)
     # the colour head reads the strongest cell (the glyph's), not the
     # average over a background that is most of the image
-    outputs = {"glyph": keras.layers.Dense(len(GLYPHS), name="glyph")(pooled),
+    outputs = {"glyph": keras.layers.Dense(len(names), name="glyph")(pooled),
                "colour": keras.layers.Dense(COLOUR_LEVELS ** 3, name="colour")(
                    keras.layers.GlobalMaxPooling2D()(features))}
     classifier = keras.Model(inputs, outputs)
@@ -231,13 +252,13 @@ def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75,
               "images": images, "epochs": epochs, "batch_size": batch_size,
               "learning_rate": learning_rate, "colour_weight": colour_weight,
               "glyph_radius": list(glyph_radius), "seed": seed,
-              "classes": list(GLYPHS), "held_out_accuracy": float(accuracy),
+              "objects": objects, "classes": list(names), "held_out_accuracy": float(accuracy),
               "held_out_colour_accuracy": float(colour_accuracy),
               "seconds": time.time() - start,
               "weights": os.path.abspath(output)}
     write_json(output[:-len(".weights.h5")] + ".json", report)
     log(f"stand-in encoder: held-out glyph accuracy {accuracy:.3f} (chance "
-        f"{1 / len(GLYPHS):.2f}), colour accuracy {colour_accuracy:.3f} (chance "
+        f"{1 / len(names):.2f}), colour accuracy {colour_accuracy:.3f} (chance "
         f"{COLOUR_LEVELS ** -3:.3f}) in {report['seconds']:.0f} s; weights: {output}")
     return report
 
@@ -258,6 +279,9 @@ def main(argv=None):
     p.add_argument("--glyph_radius", type=_radius_range, default=GLYPH_RADIUS,
                    help="LOW,HIGH: a glyph's radius as fractions of the image side "
                         f"(default {GLYPH_RADIUS[0]},{GLYPH_RADIUS[1]})")
+    p.add_argument("--objects", choices=("glyphs", "scenes"), default="glyphs",
+                   help="glyphs: the stand-in for ImageNet; scenes: the scenes clips' own "
+                        "shapes (a diagnostic encoder that knows what captions name)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if not args.output.endswith(".weights.h5"):

@@ -188,6 +188,23 @@ def test_standin_batchnorm_statistics_are_those_of_its_training_images():
     assert norm.momentum == 0.99
 
 
+def test_standin_scenes_objects_are_the_scenes_shapes_upright():
+    """`--objects=scenes` draws the clips' own 5 shapes as the clips do
+    (upright); the glyphs keep their turn."""
+    from benchmarks import standin_encoder
+    from etenet_tf.data import scenes
+    assert standin_encoder.classes("scenes") == scenes.SHAPES
+    yy, xx = np.mgrid[-10:11, -10:11].astype(np.float32)
+    for label, shape in enumerate(scenes.SHAPES):
+        np.testing.assert_array_equal(
+            standin_encoder._object_mask("scenes", label, xx, yy, 8.0, angle=1.0),
+            scenes.shape_mask(shape, xx, yy, 8.0))
+    glyph = standin_encoder._object_mask("glyphs", 4, xx, yy, 8.0, angle=1.0)  # a bar, turned
+    assert not np.array_equal(glyph, standin_encoder._object_mask("glyphs", 4, xx, yy, 8.0, 0.0))
+    _, labels, _ = standin_encoder.render_images(12, 32, 3, (0.05, 0.1), "scenes")
+    assert set(labels.tolist()) <= set(range(len(scenes.SHAPES)))
+
+
 def _features(weights, frames):
     from etenet_tf.model.encoder import FrameEncoder
     encoder = FrameEncoder("inception_v3", 75, 2, "mixed2", weights)

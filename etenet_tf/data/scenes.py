@@ -99,7 +99,8 @@ def noun_phrases(obj):
     return [f"{word} {obj['colour']} {obj['shape']}" for word in SIZE_WORDS[obj["size"]]]
 
 
-def _shape_mask(shape, x, y, r):
+def shape_mask(shape, x, y, r):
+    """Mask of a scenes shape of radius `r` centred at 0 (`x`, `y`: offsets)."""
     if shape == "circle":
         return x * x + y * y <= r * r
     if shape == "square":
@@ -315,7 +316,7 @@ def _background(rng, size, clutter):
             r = rng.uniform(0.04, 0.07) * size
             cx, cy = rng.uniform(r, size - r, size=2)
             grey = rng.uniform(85, 135)
-            mask = _shape_mask(SHAPES[int(rng.integers(len(SHAPES)))], xx - cx, yy - cy, r)
+            mask = shape_mask(SHAPES[int(rng.integers(len(SHAPES)))], xx - cx, yy - cy, r)
             img[mask] = grey
     noise = 30 if "noise" in kinds else 10
     return img, noise, sorted(str(k) for k in kinds)
@@ -344,7 +345,7 @@ def render_clip(scene, rng, num_frames=24, size=96, clutter=0.5):
         img = background + rng.integers(-noise, noise + 1, size=(size, size, 1))
         for i in order:
             x, y, r = states[i]
-            mask = _shape_mask(objects[i]["shape"], xx - x, yy - y, r)
+            mask = shape_mask(objects[i]["shape"], xx - x, yy - y, r)
             img[mask] = COLOURS[objects[i]["colour"]]
         frames[t] = np.clip(img, 0, 255).astype(np.uint8)
     return frames
