@@ -40,8 +40,16 @@ Variants (all on the preset's budget: layer, sizes, epochs, rates):
     standin_epochs100: standin_preset pretrained 100 epochs, not 20 (the
                        steps of standin_data3000, on the same 600 clips):
                        is it the number of steps?
+    standin_data3000_e60: standin_data3000 pretrained 60 epochs in batches
+                       of 64 (steps 4x as fast per clip), picked by
+                       validation CIDEr: more steps on more clips
+    shapesenc_data3000_e60: the same with the diagnostic encoder that knows
+                       the scenes shapes (`standin_encoder --objects=scenes`,
+                       not a stand-in for ImageNet): what the decoder does
+                       when the encoder sees the shape better
 The stand-in encoder's weights come from `benchmarks.standin_encoder`
-(built first when `--standin_weights` does not exist).
+(built first when `--standin_weights` does not exist), and so do the
+diagnostic encoder's (`--shapes_encoder_weights`).
 """
 
 import os
@@ -56,6 +64,16 @@ ROOT = quality.ROOT
 def _standin_flag(args):
     return f"--encoder_weights={os.path.abspath(args.standin_weights)}"
 
+
+def _shapes_encoder_flag(args):
+    return f"--encoder_weights={os.path.abspath(args.shapes_encoder_weights)}"
+
+
+# the diagnostic encoder: the scenes shapes at the clips' sizes (radius
+# 0.038-0.17 of the side: small / large, shrunk / grown)
+SHAPES_ENCODER = ("--objects=scenes", "--glyph_radius=0.038,0.17")
+_MORE = ["--scenes_train_videos=3000", "--pretrain_epochs=60", "--batch_size=64",
+         "--best_metric=CIDEr", "--spatial_grid=3", "--temporal=gru"]
 
 VARIANTS = {
     "paper": ["--spatial_grid=1", "--temporal=none"],
@@ -74,19 +92,23 @@ VARIANTS = {
                          "--temporal=gru"],
     "standin_epochs100": [_standin_flag, "--pretrain_epochs=100", "--spatial_grid=3",
                           "--temporal=gru"],
+    "standin_data3000_e60": [_standin_flag, *_MORE],
+    "shapesenc_data3000_e60": [_shapes_encoder_flag, *_MORE],
 }
 METRICS = ("CIDEr", "acc_subject", "acc_action", "acc_object", "acc_region", "acc_order",
            "acc_all")
 
 
 def build_standin(args, variants):
-    """The stand-in encoder's weights, built first when a variant needs them
-    and `--standin_weights` does not exist."""
-    if any(_standin_flag in VARIANTS[v] for v in variants) and not os.path.exists(
-            args.standin_weights):
-        subprocess.run([sys.executable, "-m", "benchmarks.standin_encoder",
-                        f"--output={args.standin_weights}"], cwd=ROOT, check=True,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
+    """The stand-in's (and the diagnostic encoder's) weights, built first
+    when a variant needs them and the file does not exist."""
+    for flag, path, options in ((_standin_flag, args.standin_weights, ()),
+                                (_shapes_encoder_flag, args.shapes_encoder_weights,
+                                 SHAPES_ENCODER)):
+        if any(flag in VARIANTS[v] for v in variants) and not os.path.exists(path):
+            subprocess.run([sys.executable, "-m", "benchmarks.standin_encoder",
+                            f"--output={path}", *options], cwd=ROOT, check=True,
+                           env=dict(os.environ, PYTHONPATH=ROOT))
 
 
 BENCHMARK = quality.Benchmark(
@@ -103,6 +125,10 @@ def parse(argv):
     p.add_argument("--standin_weights",
                    default=os.path.join(ROOT, "runs", "standin", "standin.weights.h5"),
                    help="the stand-in encoder's weights (built when missing)")
+    p.add_argument("--shapes_encoder_weights",
+                   default=os.path.join(ROOT, "runs", "standin_scenes", "standin.weights.h5"),
+                   help="the diagnostic encoder's weights (standin_encoder "
+                        f"{' '.join(SHAPES_ENCODER)}; built when missing)")
     return quality.check_args(p, BENCHMARK, p.parse_args(argv))
 
 

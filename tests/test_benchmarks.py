@@ -248,3 +248,23 @@ def test_scenes_mentions_tells_the_subject_from_another_object_of_the_clip(tmp_p
         with pytest.raises(SystemExit) as exit_info:
             scenes_mentions.main([str(path), f"--records={tmp_path}", f"--scenes_seed={seed}"])
         assert exit_info.value.code == 2
+
+
+def test_each_encoder_a_variant_needs_is_built_once_when_missing(tmp_path, monkeypatch):
+    """The stand-in is built with the defaults, the diagnostic shapes
+    encoder with `--objects=scenes`, each only for variants that use it
+    and only when its file is missing."""
+    import argparse
+
+    from benchmarks import scenes_quality
+    built = []
+    monkeypatch.setattr(scenes_quality.subprocess, "run", lambda cmd, **_: built.append(cmd))
+    args = argparse.Namespace(standin_weights=str(tmp_path / "a.weights.h5"),
+                              shapes_encoder_weights=str(tmp_path / "b.weights.h5"))
+    scenes_quality.build_standin(args, ["preset", "shapesenc_data3000_e60"])
+    assert len(built) == 1 and "--objects=scenes" in built[0]
+    assert f"--output={args.shapes_encoder_weights}" in built[0]
+    built.clear()
+    (tmp_path / "b.weights.h5").write_bytes(b"")
+    scenes_quality.build_standin(args, ["standin_data3000_e60", "shapesenc_data3000_e60"])
+    assert built == [[*built[0][:3], f"--output={args.standin_weights}"]]
