@@ -30,6 +30,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from benchmarks import scenes_probe  # noqa: E402
+
 
 def subject_parser():
     """A function `caption -> {"size", "colour", "shape"}` of the subject
@@ -72,13 +74,11 @@ def mentions(predictions, seed, size, truth=None):
                                           "some object's colour and shape")]}
     for video, caption in predictions.items():
         caption = caption if isinstance(caption, str) else caption[0]
-        split, _, index = os.path.splitext(video)[0].partition("_")
-        if split not in scenes.SPLITS or not index.isdigit():
-            raise ValueError(f"{video!r} is not a scenes clip name (split_nnnn.mp4)")
-        scene, _ = scenes.make_scene(seed, scenes.SPLITS.index(split), int(index), size)
+        scene = scenes.scene_of_clip(video, seed, size)
         if truth is not None:
             expected = {k: truth.get(video, {}).get(k) for k in ("subject", "action", "region")}
-            if {k: scenes.truth_of(scene, size)[k] for k in expected} != expected:
+            regenerated = scenes.truth_of(scene, size)
+            if {k: regenerated[k] for k in expected} != expected:
                 raise ValueError(f"clip {video} is not scenes seed {seed} at {size} px "
                                  "(its attributes differ): pass the --scenes_seed and "
                                  "--scenes_size the clips were generated with")
@@ -112,10 +112,7 @@ def main(argv=None):
     parser.add_argument("predictions", help="a predictions file of scenes clips")
     parser.add_argument("--records", required=True,
                         help="the records the predictions were made on (attributes.json)")
-    parser.add_argument("--scenes_seed", type=int, default=4321,
-                        help="the clips' generation seed (main.py's --scenes_seed)")
-    parser.add_argument("--scenes_size", type=int, default=96,
-                        help="the side the clips were generated at")
+    scenes_probe.add_generation_arguments(parser)
     parser.add_argument("--output", default="")
     args = parser.parse_args(argv)
     try:

@@ -72,8 +72,7 @@ def object_cells(ids, features, seed, size):
     grid = features.shape[2]
     cells, objects = [], []
     for video, clip in zip(ids, features):
-        split, index = os.path.splitext(video)[0].split("_")
-        scene, _ = scenes.make_scene(seed, scenes.SPLITS.index(split), int(index), size)
+        scene = scenes.scene_of_clip(video, seed, size)
         where = [(min(int(o["y"] * grid / size), grid - 1),
                   min(int(o["x"] * grid / size), grid - 1)) for o in scene["objects"]]
         for obj, cell in zip(scene["objects"], where):
@@ -166,14 +165,19 @@ def run(run_dir, records_dir, scenes_seed=4321, scenes_size=96):
             "probes": rows}
 
 
+def add_generation_arguments(parser):
+    """`--scenes_seed` and `--scenes_size`: what the clips were generated with."""
+    parser.add_argument("--scenes_seed", type=int, default=4321,
+                        help="the clips' generation seed (main.py's --scenes_seed)")
+    parser.add_argument("--scenes_size", type=int, default=96,
+                        help="the side the clips were generated at")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a run directory holding features/")
     parser.add_argument("--records", required=True, help="its records (attributes.json)")
-    parser.add_argument("--scenes_seed", type=int, default=4321,
-                        help="the records' generation seed (main.py's --scenes_seed)")
-    parser.add_argument("--scenes_size", type=int, default=96,
-                        help="the side the clips were generated at")
+    add_generation_arguments(parser)
     parser.add_argument("--output", default="")
     args = parser.parse_args(argv)
     result = run(args.run, args.records, args.scenes_seed, args.scenes_size)

@@ -89,6 +89,7 @@ def _glyph_mask(glyph, x, y, r, angle):
 
 COLOUR_LEVELS = 3  # each RGB channel cut in three: 27 colour classes
 GLYPH_RADIUS = (0.12, 0.3)  # a glyph's radius, fractions of the image side
+OBJECT_SETS = ("glyphs", "scenes")  # what the images show: see `classes`
 
 
 def _radius_range(text):
@@ -209,7 +210,7 @@ def train(output, encoder="inception_v3", feature_layer="mixed2", image_size=75,
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     glyph_radius = tuple(float(r) for r in glyph_radius)
-    if objects not in ("glyphs", "scenes"):
+    if objects not in OBJECT_SETS:
         raise ValueError(f"objects must be 'glyphs' or 'scenes', not {objects!r}")
     names = classes(objects)
     x, y, rgb = render_images(images, image_size, seed, glyph_radius, objects)
@@ -279,7 +280,7 @@ def main(argv=None):
     p.add_argument("--glyph_radius", type=_radius_range, default=GLYPH_RADIUS,
                    help="LOW,HIGH: a glyph's radius as fractions of the image side "
                         f"(default {GLYPH_RADIUS[0]},{GLYPH_RADIUS[1]})")
-    p.add_argument("--objects", choices=("glyphs", "scenes"), default="glyphs",
+    p.add_argument("--objects", choices=OBJECT_SETS, default="glyphs",
                    help="glyphs: the stand-in for ImageNet; scenes: the scenes clips' own "
                         "shapes (a diagnostic encoder that knows what captions name)")
     p.add_argument("--seed", type=int, default=0)

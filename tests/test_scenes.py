@@ -295,3 +295,12 @@ def test_pretrain_with_a_truncated_weights_file_exits_2_writing_nothing(scenes_r
     # (the stage's lock file is all there is: no model, no checkpoint, no cache)
     written = [p.name for p in model_dir.rglob("*") if p.is_file()]
     assert set(written) <= {".lock"}, written
+
+
+def test_a_clip_name_gives_back_its_scene():
+    """`scene_of_clip` regenerates the scene `generate` wrote under a name,
+    and refuses names `generate` does not write."""
+    assert scenes.scene_of_clip("val_0007.mp4", 11, 96) == scenes.make_scene(11, 1, 7, 96)[0]
+    for name in ("clip.mp4", "val_7.mp4", "val_0007.avi", "dev_0007.mp4"):
+        with pytest.raises(ValueError, match="not a scenes clip name"):
+            scenes.scene_of_clip(name, 11, 96)

@@ -368,6 +368,16 @@ def make_scene(seed, split_no, index, size, max_objects=3):
 SPLITS = ("train", "val", "test")
 
 
+def scene_of_clip(name, seed, size, max_objects=3):
+    """The scene of the clip file `name` (`<split>_<nnnn>.mp4`, as `generate`
+    names them) of generation `seed` and frame side `size`; ValueError for
+    a name `generate` does not write."""
+    if not _CLIP_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a scenes clip name (split_nnnn.mp4)")
+    split, index = name[:-len(".mp4")].split("_")
+    return make_scene(seed, SPLITS.index(split), int(index), size, max_objects)[0]
+
+
 def generate(output_dir, videos=(400, 100, 100), num_frames=24, size=96, seed=4321,
              clutter=0.5, max_objects=3, video_dir=None):
     """Generates the dataset (skipping clips that already exist).
