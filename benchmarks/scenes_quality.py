@@ -72,8 +72,8 @@ def _shapes_encoder_flag(args):
 # the diagnostic encoder: the scenes shapes at the clips' sizes (radius
 # 0.038-0.17 of the side: small / large, shrunk / grown)
 SHAPES_ENCODER = ("--objects=scenes", "--glyph_radius=0.038,0.17")
-_MORE = ["--scenes_train_videos=3000", "--pretrain_epochs=60", "--batch_size=64",
-         "--best_metric=CIDEr", "--spatial_grid=3", "--temporal=gru"]
+LONG_RUN = ["--scenes_train_videos=3000", "--pretrain_epochs=60", "--batch_size=64",
+            "--best_metric=CIDEr", "--spatial_grid=3", "--temporal=gru"]
 
 VARIANTS = {
     "paper": ["--spatial_grid=1", "--temporal=none"],
@@ -92,8 +92,8 @@ VARIANTS = {
                          "--temporal=gru"],
     "standin_epochs100": [_standin_flag, "--pretrain_epochs=100", "--spatial_grid=3",
                           "--temporal=gru"],
-    "standin_data3000_e60": [_standin_flag, *_MORE],
-    "shapesenc_data3000_e60": [_shapes_encoder_flag, *_MORE],
+    "standin_data3000_e60": [_standin_flag, *LONG_RUN],
+    "shapesenc_data3000_e60": [_shapes_encoder_flag, *LONG_RUN],
 }
 METRICS = ("CIDEr", "acc_subject", "acc_action", "acc_object", "acc_region", "acc_order",
            "acc_all")

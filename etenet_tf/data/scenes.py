@@ -322,19 +322,16 @@ def _background(rng, size, clutter):
     return img, noise, sorted(str(k) for k in kinds)
 
 
-def render_clip(scene, rng, num_frames=24, size=96, clutter=0.5):
-    """Renders a scene as uint8 `[num_frames, size, size, 3]`.
+def object_states(scene, num_frames=24):
+    """Where every object is in each frame `render_clip` draws: a list (one
+    per frame) of `(x, y, radius)` per object.
 
     With two events the first runs over the first half of the clip and the
     second over the second half; a single event runs over the whole clip.
     """
     objects, events = scene["objects"], scene["events"]
-    background, noise, _ = _background(rng, size, clutter)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     windows = [(0.0, 1.0)] if len(events) == 1 else [(0.0, 0.5), (0.5, 1.0)]
-    frames = np.empty((num_frames, size, size, 3), np.uint8)
-    movers = {e[0] for e in events}
-    order = [i for i in range(len(objects)) if i not in movers] + sorted(movers)
+    frames = []
     for t in range(num_frames):
         time = t / max(num_frames - 1, 1)
         states = [(o["x"], o["y"], o["r"]) for o in objects]
@@ -342,6 +339,20 @@ def render_clip(scene, rng, num_frames=24, size=96, clutter=0.5):
             if time >= lo:
                 f = min((time - lo) / (hi - lo), 1.0)
                 states[actor] = tuple(a + (b - a) * f for a, b in zip(start, end))
+        frames.append(states)
+    return frames
+
+
+def render_clip(scene, rng, num_frames=24, size=96, clutter=0.5):
+    """Renders a scene as uint8 `[num_frames, size, size, 3]` (the objects
+    where `object_states` puts them)."""
+    objects, events = scene["objects"], scene["events"]
+    background, noise, _ = _background(rng, size, clutter)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    movers = {e[0] for e in events}
+    order = [i for i in range(len(objects)) if i not in movers] + sorted(movers)
+    for t, states in enumerate(object_states(scene, num_frames)):
         img = background + rng.integers(-noise, noise + 1, size=(size, size, 1))
         for i in order:
             x, y, r = states[i]

@@ -13,17 +13,20 @@ COUNTS = ("videos", "scored_videos", "beam_size")
 
 
 def evaluate_model(model, files, *, image_size, decoding, batch_size, attributes=(None, None),
-                   progress=None):
+                   progress=None, kind="frames"):
     """Captions every clip of `files` and scores the captions.
 
     Args:
         model: an `EtENetCaptioner`.
-        files: frame record shards (one split).
+        files: frame record shards (one split), or feature record shards
+            with `kind="features"`.
         image_size: the frame side the model takes.
         decoding: a `DecodingConfig` (the best caption of each clip is scored).
         batch_size: clips per batch.
         attributes: `(truth, spec)` of `etenet_tf.data.attributes`.
         progress: optional callable(videos) after each captioned batch.
+        kind: `"frames"`, or `"features"` for records of encoder features
+            (`records.features_example`): the encoder is not run.
 
     Returns:
         `(predictions {id: caption}, scores)`; `scores` holds the caption
@@ -31,9 +34,10 @@ def evaluate_model(model, files, *, image_size, decoding, batch_size, attributes
         over the clips that have attributes, and `COUNTS`: `videos`,
         `scored_videos`, `beam_size`.
     """
-    ds = pipeline.eval_dataset(files, "frames", batch_size, image_size=image_size)
+    ds = pipeline.eval_dataset(files, kind, batch_size,
+                               image_size=image_size if kind == "frames" else None)
     generator = CaptionGenerator(model, decoding.sampler(), decoding.max_decode_length)
-    predictions, references = predict.predict_dataset(model, ds, "frames", generator=generator,
+    predictions, references = predict.predict_dataset(model, ds, kind, generator=generator,
                                                         progress=progress)
     scored = {k: v for k, v in references.items() if v}
     scores = metrics_lib.score(scored, {k: predictions[k] for k in scored}) if scored else {}

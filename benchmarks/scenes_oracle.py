@@ -1,0 +1,236 @@
+"""What the scenes captioner says when its encoder sees perfectly: oracle features.
+
+    python -m benchmarks.scenes_oracle                      # 3 seeds, both layouts
+    python -m benchmarks.scenes_oracle --layouts=cells --seeds=0 [-- main.py flags]
+
+Every number on the scenes benchmark so far mixes two questions: does the
+encoder see what the caption must say, and can the decoder say it? This
+benchmark removes the first. It writes, for every clip, the features a
+perfect encoder would give (from the clip's scene, regenerated from its
+scenes seed, at the frames `prepare` samples), in the shape the model's
+encoder gives (`[T, G, G, C]`), and trains and evaluates the same decoder
+on them with the package's own engines: the pretrain stage's trainer and
+validation (`training.stages`), the best checkpoint by the preset's
+metric, beam search and scoring (`evaluation.evaluate_model` on feature
+records). Whatever the decoder gets wrong here, no encoder can fix.
+
+An object is 18 numbers: its colour (one-hot of 7), shape (one-hot of 5)
+and size (one-hot of 2), where it is (x, y as fractions of the side), its
+radius now (it changes when it grows or shrinks), and 1. The rest of the
+encoder's channels are 0. Two layouts:
+
+    cells:   each object is added into the grid cell that holds its centre
+             in that frame (objects that share a cell are summed): a
+             perfect encoder with the preset's grid.
+    objects: object k in cell k, whichever cell holds it (its place is
+             in its x, y): one memory slot per object, no sharing.
+
+The training is that of `scenes_quality`'s `standin_data3000_e60` (the best
+configuration found with an encoder: 3000 clips, 60 epochs in batches of
+64, picked by validation CIDEr) unless flags after `--` change it; its
+records are those `scenes_quality` prepares (prepared here when missing).
+Per layout and seed, `<work_dir>/<layout>_seed<seed>/quality.json` keeps the
+result (the same command again does only what is missing); the JSON
+summary holds min / median / max over seeds on the test split and on
+clips of a generation seed training never saw, with `scenes_mentions`'
+rates of which object the captions name.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from benchmarks import quality, scenes_mentions, scenes_quality  # noqa: E402
+
+ROOT = quality.ROOT
+LAYOUTS = ("cells", "objects")
+OBJECT_DIM = 18
+SOURCE_FRAMES = 24  # frames `scenes.generate` renders per clip (its default)
+SOURCE_SIZE = 96  # their side
+
+
+def object_vector(obj, state, size):
+    """The 18 numbers of one object in one frame."""
+    from etenet_tf.data import scenes
+    x, y, r = state
+    vector = np.zeros(OBJECT_DIM, np.float32)
+    vector[list(scenes.COLOURS).index(obj["colour"])] = 1
+    vector[7 + scenes.SHAPES.index(obj["shape"])] = 1
+    vector[12 + list(scenes.SIZES).index(obj["size"])] = 1
+    vector[14:] = (x / size, y / size, r / size, 1.0)
+    return vector
+
+
+def oracle_features(scene, *, layout, num_frames, grid, channels, source_frames=SOURCE_FRAMES,
+                    size=SOURCE_SIZE):
+    """float32 `[num_frames, grid, grid, channels]`: a perfect encoder's view
+    of `scene` at the frames `prepare` samples from its `source_frames`."""
+    from etenet_tf.data import scenes, video_decode
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+    objects = scene["objects"]
+    if channels < OBJECT_DIM or (layout == "objects" and len(objects) > grid * grid):
+        raise ValueError(f"{channels} channels x {grid}x{grid} cells cannot hold "
+                         f"{len(objects)} objects of {OBJECT_DIM} numbers")
+    states = scenes.object_states(scene, source_frames)
+    features = np.zeros((num_frames, grid, grid, channels), np.float32)
+    for t, index in enumerate(video_decode.sample_indices(source_frames, num_frames)):
+        for k, (obj, state) in enumerate(zip(objects, states[index])):
+            if layout == "cells":
+                row = min(int(state[1] * grid / size), grid - 1)
+                col = min(int(state[0] * grid / size), grid - 1)
+            else:
+                row, col = divmod(k, grid)
+            features[t, row, col, :OBJECT_DIM] += object_vector(obj, state, size)
+    return features
+
+
+def write_oracle_records(records_dir, out_dir, scenes_seed, *, layout, num_frames, grid,
+                         channels, splits=("train", "val", "test")):
+    """Feature records (`records.features_example`, one shard per frame
+    shard, same names) of the clips of `records_dir`; shards already there
+    are kept. Returns the shards written."""
+    import tensorflow as tf
+
+    from etenet_tf.data import records, scenes
+    os.makedirs(out_dir, exist_ok=True)
+    records.remove_partial_files(out_dir)
+    written = []
+    for split in splits:
+        for source in records.list_shards(records_dir, split):
+            out = os.path.join(out_dir, os.path.basename(source))
+            if os.path.exists(out) and not records.verify_shard(out):
+                continue
+
+            def serialized(source=source):
+                for example in tf.data.TFRecordDataset(source).map(records.parse_frames):
+                    video = example["video_id"].numpy().decode("utf-8")
+                    scene = scenes.scene_of_clip(video, scenes_seed, SOURCE_SIZE)
+                    yield records.features_example(
+                        video, oracle_features(scene, layout=layout, num_frames=num_frames,
+                                               grid=grid, channels=channels),
+                        list(example["captions"].numpy()))
+
+            records.write_atomically(out, serialized())
+            written.append(out)
+    return written
+
+
+def run_seed(config, *, layout, work_dir, unseen_records, unseen_seed):
+    """Writes the oracle features of the records (when missing), pretrains
+    the decoder on them, and scores its best checkpoint on their test split
+    and on the unseen clips'. Returns the `quality.json` content."""
+    import keras
+
+    from etenet_tf.data import attributes as attributes_data
+    from etenet_tf.data import records
+    from etenet_tf.evaluation import evaluate_model
+    from etenet_tf.model.config import build_captioner
+    from etenet_tf.run_dir import RunDir
+    from etenet_tf.training import stages
+    from etenet_tf.training import strategy as strategy_lib
+    from etenet_tf.training.objectives import TeacherForcing
+    training = config.training
+    prepared = stages.load_prepared(config.data)
+    strategy = strategy_lib.make_strategy(training.strategy)
+    run = RunDir(config.model_dir)
+    keras.utils.set_random_seed(training.seed)
+    with strategy.scope():
+        model = build_captioner(stages.records_model_config(config.model, prepared),
+                                prepared.vocabulary.tokens)
+    num_frames, grid, _, channels = model.feature_shape
+    shape = dict(layout=layout, num_frames=num_frames, grid=grid, channels=channels)
+    features_dir = os.path.join(work_dir, f"features_{layout}")
+    unseen_dir = os.path.join(work_dir, f"unseen_features_{layout}")
+    write_oracle_records(config.data.records_dir, features_dir, config.data.scenes_seed, **shape)
+    write_oracle_records(unseen_records, unseen_dir, unseen_seed, splits=("test",), **shape)
+    start = time.time()
+    with strategy.scope():
+        trainer = stages.make_trainer(
+            run, "pretrain", model, strategy, training, prepared,
+            objective=TeacherForcing(training.label_smoothing), kind="features",
+            decoder_learning_rate=training.learning_rate)
+        stages.fit_stage(trainer, training, prepared, features_dir)
+    result = {"seconds": {"pretrain": time.time() - start}, "pretrain": {}, "mentions": {}}
+    run.restore_best(model, "pretrain")
+    for split, directory, records_dir, seed in (
+            ("test", features_dir, config.data.records_dir, config.data.scenes_seed),
+            ("unseen", unseen_dir, unseen_records, unseen_seed)):
+        predictions, scores = evaluate_model(
+            model, records.list_shards(directory, "test"), kind="features", image_size=None,
+            decoding=config.decoding, batch_size=training.eval_batch_size,
+            attributes=attributes_data.load(records_dir))
+        result["pretrain"][split] = scores
+        result["mentions"][split] = scenes_mentions.mentions(predictions, seed, SOURCE_SIZE)
+    return result
+
+
+def parse(argv):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--layouts", default=",".join(LAYOUTS))
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--flagfile", default=os.path.join(ROOT, "flags", "scenes.cfg"))
+    p.add_argument("--records_work_dir", default=os.path.join(ROOT, "runs", "scenes_quality"),
+                   help="where scenes_quality keeps (and this prepares) the records")
+    p.add_argument("--work_dir", default=os.path.join(ROOT, "runs", "scenes_oracle"))
+    p.add_argument("--unseen_seed", type=int, default=scenes_quality.BENCHMARK.unseen_seed)
+    p.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "scenes_oracle.json"))
+    args = p.parse_args(argv)
+    unknown = set(args.layouts.split(",")) - set(LAYOUTS)
+    if unknown:
+        p.error(f"unknown layout(s) {', '.join(sorted(unknown))}; choose from "
+                f"{', '.join(LAYOUTS)}")
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        p.error(f"--seeds must be comma-separated integers, not {args.seeds!r}")
+    # the flags after `--` win over LONG_RUN's (one of each name, the last)
+    by_name = {flag.split("=")[0]: flag for flag in [*scenes_quality.LONG_RUN, *extra]}
+    args.main_flags = list(by_name.values())
+    return args
+
+
+def main(argv=None):
+    from etenet_tf.cli import flags as cli_flags
+    from etenet_tf.files import write_json
+    args = parse(argv)
+    benchmark = scenes_quality.BENCHMARK
+    prepare_args = argparse.Namespace(flagfile=args.flagfile, work_dir=args.records_work_dir,
+                                      unseen_seed=args.unseen_seed)
+    os.makedirs(args.records_work_dir, exist_ok=True)
+    records_dir, unseen_records = quality.prepare(
+        benchmark, prepare_args, quality.prepare_key(benchmark, args.main_flags))
+    runs = {}
+    for layout in args.layouts.split(","):
+        for seed in args.seeds:
+            model_dir = os.path.join(args.work_dir, f"{layout}_seed{seed}")
+            saved = os.path.join(model_dir, "quality.json")
+            if not os.path.exists(saved):
+                print(f"oracle {layout}, seed {seed} ...", file=sys.stderr, flush=True)
+                config = cli_flags.parse(["main.py", f"--flagfile={args.flagfile}",
+                                          *args.main_flags, f"--records_dir={records_dir}",
+                                          f"--model_dir={model_dir}", f"--seed={seed}"])
+                write_json(saved, run_seed(config, layout=layout, work_dir=args.work_dir,
+                                           unseen_records=unseen_records,
+                                           unseen_seed=args.unseen_seed))
+            with open(saved, encoding="utf-8") as f:
+                runs.setdefault(f"oracle_{layout}", {})[seed] = json.load(f)
+    table = quality.summarise(runs, scenes_quality.METRICS)
+    write_json(args.output, {"settings": vars(args),
+                             "runs": runs, "summary": table})
+    print(quality.format_table(table, scenes_quality.METRICS))
+    print(f"\n(min / median / max over seeds {args.seeds}; JSON saved to {args.output})")
+    return table
+
+
+if __name__ == "__main__":
+    main()
