@@ -304,3 +304,61 @@ def test_a_clip_name_gives_back_its_scene():
     for name in ("clip.mp4", "val_7.mp4", "val_0007.avi", "dev_0007.mp4"):
         with pytest.raises(ValueError, match="not a scenes clip name"):
             scenes.scene_of_clip(name, 11, 96)
+
+
+def test_oracle_features_hold_each_objects_truth_where_it_is():
+    """A perfect encoder's view: in the `cells` layout every object's colour,
+    shape and size are in the cell that holds its centre at each sampled
+    frame (the subject's position follows its event); in `objects`, object
+    k is in slot k; channels past the object's 18 numbers stay 0."""
+    from benchmarks import scenes_oracle
+    from etenet_tf.data import video_decode
+    scene = scenes.make_scene(11, 0, 3, 96)[0]
+    objects = scene["objects"]
+    states = scenes.object_states(scene, 24)
+    cells = scenes_oracle.oracle_features(scene, layout="cells", num_frames=4, grid=3,
+                                          channels=32)
+    assert cells.shape == (4, 3, 3, 32) and not cells[..., 18:].any()
+    for t, index in enumerate(video_decode.sample_indices(24, 4)):
+        assert cells[t, ..., 17].sum() == len(objects)  # one presence per object
+        for obj, (x, y, _) in zip(objects, states[index]):
+            cell = cells[t, min(int(y * 3 / 96), 2), min(int(x * 3 / 96), 2)]
+            assert cell[list(scenes.COLOURS).index(obj["colour"])] >= 1
+            assert cell[7 + scenes.SHAPES.index(obj["shape"])] >= 1
+    first, last = states[video_decode.sample_indices(24, 4)[0]], states[
+        video_decode.sample_indices(24, 4)[-1]]
+    assert first[scene["events"][0][0]] != last[scene["events"][0][0]]
+    slots = scenes_oracle.oracle_features(scene, layout="objects", num_frames=4, grid=3,
+                                          channels=18)
+    for k, obj in enumerate(objects):
+        row, col = divmod(k, 3)
+        np.testing.assert_array_equal(
+            slots[0, row, col], scenes_oracle.object_vector(obj, first[k], 96))
+    assert not slots[:, 2].any()  # (at most 3 objects: the last row is empty)
+
+
+def test_the_oracle_benchmark_trains_on_oracle_features_scores_and_resumes(
+        scenes_run, tmp_path, monkeypatch):
+    """scenes_oracle writes feature records beside the frame records' names,
+    pretrains the preset's decoder on them, scores its best checkpoint on the
+    test and unseen clips (every slot, and which object the captions name),
+    and a second run reuses the saved result."""
+    from benchmarks import quality, scenes_oracle
+    from etenet_tf.data import records
+    flagfile = tmp_path / "tiny.cfg"
+    flagfile.write_text("\n".join(scenes_run.replace(stage="").to_argv()) + "\n")
+    records_dir = scenes_run.data.records_dir
+    monkeypatch.setattr(quality, "prepare", lambda *_: (records_dir, records_dir))
+    argv = [f"--flagfile={flagfile}", f"--work_dir={tmp_path / 'oracle'}", "--seeds=0",
+            "--layouts=objects", "--unseen_seed=4321", f"--output={tmp_path / 'o.json'}", "--",
+            "--pretrain_epochs=1", "--batch_size=6", "--spatial_grid=2"]
+    table = scenes_oracle.main(argv)
+    assert {"test", "unseen"} <= set(table["oracle_objects"]["pretrain"])
+    saved = json.loads((tmp_path / "oracle" / "objects_seed0" / "quality.json").read_text())
+    assert 0 <= saved["pretrain"]["unseen"]["acc_all"] <= 1
+    assert saved["mentions"]["test"]["captions"] == 6
+    shards = records.list_shards(str(tmp_path / "oracle" / "features_objects"), "train")
+    assert [os.path.basename(s) for s in shards] == [
+        os.path.basename(s) for s in records.list_shards(records_dir, "train")]
+    monkeypatch.setattr(scenes_oracle, "run_seed", lambda *a, **k: pytest.fail("trained again"))
+    assert scenes_oracle.main(argv) == table
