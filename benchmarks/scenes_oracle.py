@@ -83,8 +83,7 @@ def oracle_features(scene, *, layout, num_frames, grid, channels, source_frames=
     for t, index in enumerate(video_decode.sample_indices(source_frames, num_frames)):
         for k, (obj, state) in enumerate(zip(objects, states[index])):
             if layout == "cells":
-                row = min(int(state[1] * grid / size), grid - 1)
-                col = min(int(state[0] * grid / size), grid - 1)
+                row, col = scenes.cell_of(state[0], state[1], size, grid)
             else:
                 row, col = divmod(k, grid)
             features[t, row, col, :OBJECT_DIM] += object_vector(obj, state, size)

@@ -73,8 +73,7 @@ def object_cells(ids, features, seed, size):
     cells, objects = [], []
     for video, clip in zip(ids, features):
         scene = scenes.scene_of_clip(video, seed, size)
-        where = [(min(int(o["y"] * grid / size), grid - 1),
-                  min(int(o["x"] * grid / size), grid - 1)) for o in scene["objects"]]
+        where = [scenes.cell_of(o["x"], o["y"], size, grid) for o in scene["objects"]]
         for obj, cell in zip(scene["objects"], where):
             if where.count(cell) == 1:
                 cells.append(clip[0, cell[0], cell[1]])

@@ -220,6 +220,12 @@ def region_of(x, y, size):
     return next(name for name, s in REGIONS.items() if s == side)
 
 
+def cell_of(x, y, size, grid):
+    """`(row, column)` of the `grid x grid` cell of a `size`-pixel frame
+    that holds the point (x, y)."""
+    return min(int(y * grid / size), grid - 1), min(int(x * grid / size), grid - 1)
+
+
 def truth_of(scene, size):
     """The slot values of a scene: {subject, action, object, region, order}."""
     objects, events = scene["objects"], scene["events"]
