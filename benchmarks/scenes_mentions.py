@@ -17,6 +17,12 @@ clip's cases). A captioner that sees the objects but not which one acts
 names an object of the clip but not the subject; one that does not see them
 names colours and shapes at the random rate.
 
+It also says what the captions get wrong about the events (`event_errors`):
+which action the first event is given for each true action, whether a
+wrong one is of the same kind (a direction for a direction, a relation to
+another object for a relation, a size change for a size change) or not,
+and whether the second event is there, with its actor and its action.
+
 The clips are checked against the records' attributes (`--records`, the
 records the predictions were made on): a clip whose regenerated subject,
 action and region differ from them was made with another seed or size (the
@@ -33,9 +39,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from benchmarks import scenes_probe  # noqa: E402
 
 
-def subject_parser():
-    """A function `caption -> {"size", "colour", "shape"}` of the subject
-    the caption's first event names, or None when it names none or several."""
+def scenes_event_parser():
+    """`attributes.event_parser` for every object, action and region scenes
+    clips can have: `caption -> [event, ...]`."""
     from etenet_tf.data import scenes
     from etenet_tf.evaluation.attributes import event_parser
     nouns = {}
@@ -44,10 +50,16 @@ def subject_parser():
             for shape in scenes.SHAPES:
                 obj = {"size": size, "colour": colour, "shape": shape}
                 nouns[scenes.noun(obj)] = scenes.noun_phrases(obj)
-    parse = event_parser({
+    return event_parser({
         "subject": nouns, "object": nouns,
         "action": {a: scenes.action_phrases(a) for a in scenes.ACTIONS},
         "region": {r: list(words) for r, words in scenes.REGION_WORDS.items()}})
+
+
+def subject_parser():
+    """A function `caption -> {"size", "colour", "shape"}` of the subject
+    the caption's first event names, or None when it names none or several."""
+    parse = scenes_event_parser()
 
     def subject(caption):
         events = parse(caption)
@@ -107,6 +119,67 @@ def mentions(predictions, seed, size, truth=None):
     return {"captions": len(predictions), **{k: v / total for k, v in counts.items()}}
 
 
+def action_kind(action):
+    """"direction", "relation" or "change" (of a scenes action value)."""
+    from etenet_tf.data import scenes
+    if action in scenes.RELATIONS:
+        return "relation"
+    return "change" if action in scenes.CHANGES else "direction"
+
+
+def event_errors(predictions, seed, size):
+    """What the captions get wrong about the events, by kind of event.
+
+    Returns `{"actions": {truth: {said: count}}, "action kinds": {...},
+    "second event": {...}}`: the first event's action (`said` is the value
+    the caption's first event names, "none" or "several"); per kind of true
+    action (direction, relation to another object, size change) the
+    fraction of captions naming the right action, an action of the same
+    kind, or another kind; and, for clips with a second event and without,
+    the fractions of captions with as many events, and (with a second
+    event) naming its actor and its action.
+    """
+    from etenet_tf.data import scenes
+    parse = scenes_event_parser()
+    actions = {a: {} for a in scenes.ACTIONS}
+    kinds = {k: {"clips": 0, "right": 0, "same kind": 0, "other kind": 0, "none": 0}
+             for k in ("direction", "relation", "change")}
+    second = {"clips with one event": 0, "said one event": 0, "clips with two events": 0,
+              "said two events": 0, "second actor right": 0, "second action right": 0}
+    for video, caption in predictions.items():
+        caption = caption if isinstance(caption, str) else caption[0]
+        scene = scenes.scene_of_clip(video, seed, size)
+        events = parse(caption)
+        truth = scene["events"][0][1]
+        said = events[0]["action"] if events else set()
+        said = next(iter(said)) if len(said) == 1 else ("none" if not said else "several")
+        actions[truth][said] = actions[truth].get(said, 0) + 1
+        kind = kinds[action_kind(truth)]
+        kind["clips"] += 1
+        kind["right" if said == truth else "none" if said in ("none", "several") else
+             "same kind" if action_kind(said) == action_kind(truth) else "other kind"] += 1
+        if len(scene["events"]) == 1:
+            second["clips with one event"] += 1
+            second["said one event"] += len(events) == 1
+            continue
+        actor, action = scene["events"][1][:2]
+        second["clips with two events"] += 1
+        if len(events) == 2:
+            second["said two events"] += 1
+            second["second actor right"] += events[1]["subject"] == {
+                scenes.noun(scene["objects"][actor])}
+            second["second action right"] += events[1]["action"] == {action}
+    for kind in kinds.values():
+        for key in ("right", "same kind", "other kind", "none"):
+            kind[key] /= max(kind["clips"], 1)
+    for key, total in (("said one event", "clips with one event"),
+                       ("said two events", "clips with two events"),
+                       ("second actor right", "clips with two events"),
+                       ("second action right", "clips with two events")):
+        second[key] /= max(second[total], 1)
+    return {"actions": actions, "action kinds": kinds, "second event": second}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("predictions", help="a predictions file of scenes clips")
@@ -128,10 +201,16 @@ def main(argv=None):
         parser.exit(2, f"error: {args.predictions}: {e}\n")
     result = {"predictions": os.path.abspath(args.predictions),
               "records": os.path.abspath(args.records),
-              "scenes_seed": args.scenes_seed, **rates}
+              "scenes_seed": args.scenes_seed, **rates,
+              "events": event_errors(predictions, args.scenes_seed, args.scenes_size)}
     for key, value in result.items():
         if isinstance(value, float):
             print(f"{key:40} {value:.3f}")
+    for kind, rates in result["events"]["action kinds"].items():
+        print(f"action, {kind:31} " + ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rates.items()))
+    for key, value in result["events"]["second event"].items():
+        print(f"{key:40} {value:.3f}" if isinstance(value, float) else f"{key:40} {value}")
     if args.output:
         from etenet_tf.files import write_json
         write_json(args.output, result)

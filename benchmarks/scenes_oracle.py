@@ -121,15 +121,19 @@ def write_oracle_records(records_dir, out_dir, scenes_seed, *, layout, num_frame
     return written
 
 
-def run_seed(config, *, layout, work_dir, unseen_records, unseen_seed):
+def run_seed(config, *, layout, work_dir, unseen_records, unseen_seed, trained=None):
     """Writes the oracle features of the records (when missing), pretrains
     the decoder on them, and scores its best checkpoint on their test split
-    and on the unseen clips'. Returns the `quality.json` content."""
+    and on the unseen clips'. With `trained` (an earlier `quality.json`
+    content) it only scores the best checkpoint again, keeping its times.
+    Returns the `quality.json` content; each split's captions are also
+    written to `<model_dir>/predictions_<split>.json`."""
     import keras
 
     from etenet_tf.data import attributes as attributes_data
     from etenet_tf.data import records
     from etenet_tf.evaluation import evaluate_model
+    from etenet_tf.files import write_json
     from etenet_tf.model.config import build_captioner
     from etenet_tf.run_dir import RunDir
     from etenet_tf.training import stages
@@ -149,14 +153,18 @@ def run_seed(config, *, layout, work_dir, unseen_records, unseen_seed):
     unseen_dir = os.path.join(work_dir, f"unseen_features_{layout}")
     write_oracle_records(config.data.records_dir, features_dir, config.data.scenes_seed, **shape)
     write_oracle_records(unseen_records, unseen_dir, unseen_seed, splits=("test",), **shape)
-    start = time.time()
-    with strategy.scope():
-        trainer = stages.make_trainer(
-            run, "pretrain", model, strategy, training, prepared,
-            objective=TeacherForcing(training.label_smoothing), kind="features",
-            decoder_learning_rate=training.learning_rate)
-        stages.fit_stage(trainer, training, prepared, features_dir)
-    result = {"seconds": {"pretrain": time.time() - start}, "pretrain": {}, "mentions": {}}
+    if trained is None:
+        start = time.time()
+        with strategy.scope():
+            trainer = stages.make_trainer(
+                run, "pretrain", model, strategy, training, prepared,
+                objective=TeacherForcing(training.label_smoothing), kind="features",
+                decoder_learning_rate=training.learning_rate)
+            stages.fit_stage(trainer, training, prepared, features_dir)
+        seconds = {"pretrain": time.time() - start}
+    else:
+        seconds = trained["seconds"]
+    result = {"seconds": seconds, "pretrain": {}, "mentions": {}, "events": {}}
     run.restore_best(model, "pretrain")
     for split, directory, records_dir, seed in (
             ("test", features_dir, config.data.records_dir, config.data.scenes_seed),
@@ -165,8 +173,10 @@ def run_seed(config, *, layout, work_dir, unseen_records, unseen_seed):
             model, records.list_shards(directory, "test"), kind="features", image_size=None,
             decoding=config.decoding, batch_size=training.eval_batch_size,
             attributes=attributes_data.load(records_dir))
+        write_json(os.path.join(config.model_dir, f"predictions_{split}.json"), predictions)
         result["pretrain"][split] = scores
         result["mentions"][split] = scenes_mentions.mentions(predictions, seed, SOURCE_SIZE)
+        result["events"][split] = scenes_mentions.event_errors(predictions, seed, SOURCE_SIZE)
     return result
 
 
@@ -213,16 +223,22 @@ def main(argv=None):
         for seed in args.seeds:
             model_dir = os.path.join(args.work_dir, f"{layout}_seed{seed}")
             saved = os.path.join(model_dir, "quality.json")
-            if not os.path.exists(saved):
-                print(f"oracle {layout}, seed {seed} ...", file=sys.stderr, flush=True)
+            trained = None
+            if os.path.exists(saved):
+                with open(saved, encoding="utf-8") as f:
+                    trained = json.load(f)
+            if trained is None or "events" not in trained:  # (older runs lack it)
+                print(f"oracle {layout}, seed {seed}: "
+                      f"{'training' if trained is None else 'scoring again'} ...",
+                      file=sys.stderr, flush=True)
                 config = cli_flags.parse(["main.py", f"--flagfile={args.flagfile}",
                                           *args.main_flags, f"--records_dir={records_dir}",
                                           f"--model_dir={model_dir}", f"--seed={seed}"])
-                write_json(saved, run_seed(config, layout=layout, work_dir=args.work_dir,
-                                           unseen_records=unseen_records,
-                                           unseen_seed=args.unseen_seed))
-            with open(saved, encoding="utf-8") as f:
-                runs.setdefault(f"oracle_{layout}", {})[seed] = json.load(f)
+                trained = run_seed(config, layout=layout, work_dir=args.work_dir,
+                                   unseen_records=unseen_records, unseen_seed=args.unseen_seed,
+                                   trained=trained)
+                write_json(saved, trained)
+            runs.setdefault(f"oracle_{layout}", {})[seed] = trained
     table = quality.summarise(runs, scenes_quality.METRICS)
     write_json(args.output, {"settings": vars(args),
                              "runs": runs, "summary": table})
