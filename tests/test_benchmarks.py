@@ -250,6 +250,37 @@ def test_scenes_mentions_tells_the_subject_from_another_object_of_the_clip(tmp_p
         assert exit_info.value.code == 2
 
 
+def test_scenes_event_errors_tell_a_wrong_kind_of_action_and_a_missing_second_event():
+    """Reference captions get every action and second event right; captions
+    that call every first event "moves left" and stop there get a direction
+    right only when it is left, every relation and size change wrong by
+    kind, and no second event."""
+    from benchmarks import scenes_mentions
+    from etenet_tf.data import scenes
+    references, moved_left = {}, {}
+    for index in range(40):
+        scene, _ = scenes.make_scene(5, 2, index, 96)
+        video = f"test_{index:04d}.mp4"
+        references[video] = scenes.captions_for(scene, 96)[index % 6]
+        subject = scene["objects"][scene["events"][0][0]]
+        moved_left[video] = f"the {scenes.noun(subject)} moves left"
+    right = scenes_mentions.event_errors(references, seed=5, size=96)
+    kinds = right["action kinds"]
+    assert all(kinds[k]["clips"] > 0 and kinds[k]["right"] == 1.0 for k in kinds)
+    assert sum(sum(said.values()) for said in right["actions"].values()) == 40
+    second = right["second event"]
+    assert second["clips with one event"] > 0 and second["clips with two events"] > 0
+    assert second["said one event"] == second["said two events"] == 1.0
+    assert second["second actor right"] == second["second action right"] == 1.0
+    wrong = scenes_mentions.event_errors(moved_left, seed=5, size=96)
+    kinds = wrong["action kinds"]
+    lefts = wrong["actions"]["moves left"].get("moves left", 0)
+    assert kinds["direction"]["right"] == lefts / kinds["direction"]["clips"] < 1
+    assert kinds["relation"]["other kind"] == kinds["change"]["other kind"] == 1.0
+    assert wrong["second event"]["said two events"] == 0.0
+    assert wrong["second event"]["said one event"] == 1.0
+
+
 def test_each_encoder_a_variant_needs_is_built_once_when_missing(tmp_path, monkeypatch):
     """The stand-in is built with the defaults, the diagnostic shapes
     encoder with `--objects=scenes`, each only for variants that use it
