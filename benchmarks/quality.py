@@ -155,8 +155,10 @@ def format_table(table, metrics):
                 seeds = max(v[3] for v in values.values())
                 lines.append(f"| {variant} | {stage} | {split} | {seeds} | "
                              + " | ".join(cells) + " |")
-    lines.append("")
-    for variant, stages in table.items():
+    timed = {variant: stages for variant, stages in table.items() if "seconds" in stages}
+    if timed:
+        lines.append("")
+    for variant, stages in timed.items():
         lines.append(f"| {variant} | " + " | ".join(
             "{} {:.0f} / {:.0f} / {:.0f} s".format(stage, *v[:3])
             for stage, v in stages.get("seconds", {}).items()) + " |")

@@ -180,6 +180,25 @@ def event_errors(predictions, seed, size):
     return {"actions": actions, "action kinds": kinds, "second event": second}
 
 
+EVENT_RATES = ("direction right", "relation right", "change right", "one event | one",
+               "two events | two", "second actor", "second action")
+
+
+def event_rates(errors):
+    """`event_errors`' result as the flat rates of `EVENT_RATES`: the right
+    action per kind of the first event; captions of one event for clips of
+    one, of two for clips of two; the second event's actor and action right
+    (fractions of the clips with two events)."""
+    kinds, second = errors["action kinds"], errors["second event"]
+    return {"direction right": kinds["direction"]["right"],
+            "relation right": kinds["relation"]["right"],
+            "change right": kinds["change"]["right"],
+            "one event | one": second["said one event"],
+            "two events | two": second["said two events"],
+            "second actor": second["second actor right"],
+            "second action": second["second action right"]}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("predictions", help="a predictions file of scenes clips")

@@ -30,10 +30,16 @@ configuration found with an encoder: 3000 clips, 60 epochs in batches of
 64, picked by validation CIDEr) unless flags after `--` change it; its
 records are those `scenes_quality` prepares (prepared here when missing).
 Per layout and seed, `<work_dir>/<layout>_seed<seed>/quality.json` keeps the
-result (the same command again does only what is missing); the JSON
-summary holds min / median / max over seeds on the test split and on
-clips of a generation seed training never saw, with `scenes_mentions`'
-rates of which object the captions name.
+result and `predictions_<split>.json` its captions (the same command
+again does only what is missing; a result saved before the event errors
+were measured is scored again from its best checkpoint, not trained
+again); the JSON summary holds min / median / max over seeds on the test
+split and on clips of a generation seed training never saw, with
+`scenes_mentions`' rates of which object the captions name, and its
+`event_summary` what they get wrong about the events
+(`scenes_mentions.EVENT_RATES`: the first event's action by kind, whether
+the caption has as many events as the clip, the second event's actor and
+action).
 """
 
 import argparse
@@ -180,6 +186,16 @@ def run_seed(config, *, layout, work_dir, unseen_records, unseen_seed, trained=N
     return result
 
 
+def summarise_events(runs):
+    """min / median / max over seeds of `scenes_mentions.EVENT_RATES` (in
+    `quality.summarise`'s form, stage "events")."""
+    rates = {variant: {seed: {"events": {split: scenes_mentions.event_rates(errors)
+                                         for split, errors in run["events"].items()}}
+                       for seed, run in by_seed.items()}
+             for variant, by_seed in runs.items()}
+    return quality.summarise(rates, scenes_mentions.EVENT_RATES)
+
+
 def parse(argv):
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -240,9 +256,12 @@ def main(argv=None):
                 write_json(saved, trained)
             runs.setdefault(f"oracle_{layout}", {})[seed] = trained
     table = quality.summarise(runs, scenes_quality.METRICS)
-    write_json(args.output, {"settings": vars(args),
-                             "runs": runs, "summary": table})
+    events = summarise_events(runs)
+    write_json(args.output, {"settings": vars(args), "runs": runs, "summary": table,
+                             "event_summary": events})
     print(quality.format_table(table, scenes_quality.METRICS))
+    print()
+    print(quality.format_table(events, scenes_mentions.EVENT_RATES))
     print(f"\n(min / median / max over seeds {args.seeds}; JSON saved to {args.output})")
     return table
 

@@ -341,8 +341,10 @@ def test_the_oracle_benchmark_trains_on_oracle_features_scores_and_resumes(
         scenes_run, tmp_path, monkeypatch):
     """scenes_oracle writes feature records beside the frame records' names,
     pretrains the preset's decoder on them, scores its best checkpoint on the
-    test and unseen clips (every slot, and which object the captions name),
-    and a second run reuses the saved result."""
+    test and unseen clips (every slot, which object the captions name and
+    what they get wrong about the events), a second run reuses the saved
+    result, and a result saved without the event errors is scored again
+    from the best checkpoint without training again."""
     from benchmarks import quality, scenes_oracle
     from etenet_tf.data import records
     flagfile = tmp_path / "tiny.cfg"
@@ -357,8 +359,18 @@ def test_the_oracle_benchmark_trains_on_oracle_features_scores_and_resumes(
     saved = json.loads((tmp_path / "oracle" / "objects_seed0" / "quality.json").read_text())
     assert 0 <= saved["pretrain"]["unseen"]["acc_all"] <= 1
     assert saved["mentions"]["test"]["captions"] == 6
+    assert sum(k["clips"] for k in saved["events"]["unseen"]["action kinds"].values()) == 6
+    predictions = json.loads(
+        (tmp_path / "oracle" / "objects_seed0" / "predictions_test.json").read_text())
+    assert len(predictions) == 6
     shards = records.list_shards(str(tmp_path / "oracle" / "features_objects"), "train")
     assert [os.path.basename(s) for s in shards] == [
         os.path.basename(s) for s in records.list_shards(records_dir, "train")]
-    monkeypatch.setattr(scenes_oracle, "run_seed", lambda *a, **k: pytest.fail("trained again"))
+    from etenet_tf.training import stages
+    monkeypatch.setattr(stages, "fit_stage", lambda *a, **k: pytest.fail("trained again"))
     assert scenes_oracle.main(argv) == table
+    events = saved.pop("events")
+    (tmp_path / "oracle" / "objects_seed0" / "quality.json").write_text(json.dumps(saved))
+    assert scenes_oracle.main(argv) == table
+    again = json.loads((tmp_path / "oracle" / "objects_seed0" / "quality.json").read_text())
+    assert again["events"] == events and again["seconds"] == saved["seconds"]
