@@ -53,17 +53,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from benchmarks import quality, scenes_mentions, scenes_quality  # noqa: E402
+from etenet_tf.data import scenes  # noqa: E402
 
 ROOT = quality.ROOT
 LAYOUTS = ("cells", "objects")
 OBJECT_DIM = 18
-SOURCE_FRAMES = 24  # frames `scenes.generate` renders per clip (its default)
-SOURCE_SIZE = 96  # their side
+SOURCE_FRAMES = scenes.FRAMES  # what `scenes.generate` renders per clip
+SOURCE_SIZE = scenes.SIZE
 
 
 def object_vector(obj, state, size):
     """The 18 numbers of one object in one frame."""
-    from etenet_tf.data import scenes
     x, y, r = state
     vector = np.zeros(OBJECT_DIM, np.float32)
     vector[list(scenes.COLOURS).index(obj["colour"])] = 1
@@ -77,7 +77,7 @@ def oracle_features(scene, *, layout, num_frames, grid, channels, source_frames=
                     size=SOURCE_SIZE):
     """float32 `[num_frames, grid, grid, channels]`: a perfect encoder's view
     of `scene` at the frames `prepare` samples from its `source_frames`."""
-    from etenet_tf.data import scenes, video_decode
+    from etenet_tf.data import video_decode
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
     objects = scene["objects"]
@@ -103,7 +103,7 @@ def write_oracle_records(records_dir, out_dir, scenes_seed, *, layout, num_frame
     are kept. Returns the shards written."""
     import tensorflow as tf
 
-    from etenet_tf.data import records, scenes
+    from etenet_tf.data import records
     os.makedirs(out_dir, exist_ok=True)
     records.remove_partial_files(out_dir)
     written = []

@@ -36,6 +36,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from etenet_tf.data import scenes  # noqa: E402
+
 HOLDOUT = 100  # training clips held out to choose the ridge strength
 STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -68,7 +70,6 @@ def object_cells(ids, features, seed, size):
     """`(float32 [M, C], [object dict] * M)`: the first frame's cell of every
     object that is alone in its cell, over clips `ids` (scenes file names)
     of generation `seed` and frame side `size`."""
-    from etenet_tf.data import scenes
     grid = features.shape[2]
     cells, objects = [], []
     for video, clip in zip(ids, features):
@@ -137,7 +138,7 @@ def _probe_rows(view, a, train_y, b, val_y):
     return rows
 
 
-def run(run_dir, records_dir, scenes_seed=4321, scenes_size=96):
+def run(run_dir, records_dir, scenes_seed=4321, scenes_size=scenes.SIZE):
     with open(os.path.join(records_dir, "attributes.json"), encoding="utf-8") as f:
         attributes = json.load(f)["videos"]
     cache = os.path.join(run_dir, "features")
@@ -168,7 +169,7 @@ def add_generation_arguments(parser):
     """`--scenes_seed` and `--scenes_size`: what the clips were generated with."""
     parser.add_argument("--scenes_seed", type=int, default=4321,
                         help="the clips' generation seed (main.py's --scenes_seed)")
-    parser.add_argument("--scenes_size", type=int, default=96,
+    parser.add_argument("--scenes_size", type=int, default=scenes.SIZE,
                         help="the side the clips were generated at")
 
 

@@ -80,6 +80,8 @@ RELATIONS = ("moves towards", "moves away from", "moves past")
 CHANGES = ("grows", "shrinks")
 SECOND_ACTIONS = tuple(f"moves {d}" for d in DIRECTIONS) + CHANGES
 NONE = "none"
+FRAMES = 24  # frames `generate` renders per clip
+SIZE = 96  # their side, pixels
 _GROWTH = 1.7
 _MARGIN = 0.08  # a subject starts this far (x frame side) from the centre lines
 
@@ -328,7 +330,7 @@ def _background(rng, size, clutter):
     return img, noise, sorted(str(k) for k in kinds)
 
 
-def object_states(scene, num_frames=24):
+def object_states(scene, num_frames=FRAMES):
     """Where every object is in each frame `render_clip` draws: a list (one
     per frame) of `(x, y, radius)` per object.
 
@@ -349,7 +351,7 @@ def object_states(scene, num_frames=24):
     return frames
 
 
-def render_clip(scene, rng, num_frames=24, size=96, clutter=0.5):
+def render_clip(scene, rng, num_frames=FRAMES, size=SIZE, clutter=0.5):
     """Renders a scene as uint8 `[num_frames, size, size, 3]` (the objects
     where `object_states` puts them)."""
     objects, events = scene["objects"], scene["events"]
@@ -395,7 +397,7 @@ def scene_of_clip(name, seed, size, max_objects=3):
     return make_scene(seed, SPLITS.index(split), int(index), size, max_objects)[0]
 
 
-def generate(output_dir, videos=(400, 100, 100), num_frames=24, size=96, seed=4321,
+def generate(output_dir, videos=(400, 100, 100), num_frames=FRAMES, size=SIZE, seed=4321,
              clutter=0.5, max_objects=3, video_dir=None):
     """Generates the dataset (skipping clips that already exist).
 
