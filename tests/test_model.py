@@ -245,6 +245,9 @@ def test_layers_pass_the_layer_test():
     run_layer_test(SpatioTemporalContext, dict(num_frames=3, spatial_grid=2, temporal="gru",
                                                context_dim=8),
                    (tf.random.normal([2, 3, 2, 2, 5]),), expected_output_shape=(2, 12, 8))
+    run_layer_test(SpatioTemporalContext, dict(num_frames=3, spatial_grid=2, temporal="delta",
+                                               context_dim=8),
+                   (tf.random.normal([2, 3, 2, 2, 5]),), expected_output_shape=(2, 12, 8))
     frames = np.random.default_rng(0).integers(0, 255, (1, 2, 75, 75, 3)).astype("uint8")
     run_layer_test(FrameEncoder, dict(encoder_name="inception_v3", image_size=75,
                                       spatial_grid=2, feature_layer="mixed2"),

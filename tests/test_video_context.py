@@ -38,6 +38,8 @@ def _next_word_probs(model, frames):
 
 @pytest.mark.parametrize("options", [dict(temporal="position"), dict(temporal="conv"),
                                      dict(temporal="gru", feature_layer="mixed2"),
+                                     dict(temporal="delta", spatial_grid=3,
+                                          feature_layer="mixed2"),
                                      dict(temporal="conv", spatial_grid=3,
                                           feature_layer="mixed2")])
 def test_reversed_frames_change_the_next_word_with_temporal_information(options):
@@ -111,6 +113,36 @@ def test_context_layer_config_round_trip_and_shapes():
     assert clone.get_config() == layer.get_config()
     with pytest.raises(ValueError, match="context_dim"):
         SpatioTemporalContext(4, temporal="conv", context_dim=0)
+    with pytest.raises(ValueError, match="context_dim"):
+        SpatioTemporalContext(4, temporal="delta", context_dim=0)
+
+
+def test_delta_tokens_say_how_their_cell_changes():
+    """`temporal="delta"` is `"gru"` plus each token's change term: with the
+    same weights it gives gru's tokens on a clip where nothing changes, and
+    where one cell changes at one frame, that cell's tokens differ from
+    gru's in that frame and the two around it by more than the other cells'
+    (which see the change only through the GRU summary), and not before or
+    after."""
+    keras.utils.set_random_seed(0)
+    delta = SpatioTemporalContext(5, spatial_grid=2, temporal="delta", context_dim=8)
+    gru = SpatioTemporalContext(5, spatial_grid=2, temporal="gru", context_dim=8)
+    still = tf.tile(tf.random.normal([1, 1, 2, 2, 6]), [1, 5, 1, 1, 1])
+    delta(still), gru(still)
+    for name in ("feature_norm", "projection", "frame_summary", "clip_summary",
+                 "summary_projection"):
+        getattr(gru, name).set_weights(getattr(delta, name).get_weights())
+    gru.time_embedding.assign(delta.time_embedding)
+    gru.cell_embedding.assign(delta.cell_embedding)
+    delta.change.bias.assign(tf.ones_like(delta.change.bias) * -1.0)  # no change: no term
+    np.testing.assert_allclose(delta(still).numpy(), gru(still).numpy(), atol=1e-6)
+    delta.change.bias.assign(tf.zeros_like(delta.change.bias))
+    clip = still.numpy().copy()
+    clip[0, 2, 0, 0] += np.random.default_rng(1).normal(0, 3, 6)  # cell (0, 0), frame 2
+    gap = np.abs(delta(clip).numpy() - gru(clip).numpy()).reshape(5, 4, 8).sum(-1)
+    changed, others = gap[:, 0], gap[:, 1:].max(-1)
+    assert (changed[1:4] > others[1:4] + 1e-3).all()
+    np.testing.assert_allclose(changed[[0, 4]], others[[0, 4]], atol=1e-5)
 
 
 @pytest.mark.slow

@@ -65,11 +65,12 @@ class ModelConfig:
                                 "mixed2 for InceptionV3, 7x7 at 75 px).")
     temporal: str = option(
         "none", "Frame order in the model: none (the paper: order-free attention), position "
-        "(frame-index embedding), conv (+ 3-D convolution over frames and cells) or gru (+ a "
-        "bidirectional GRU over the frames).", choices=TEMPORAL_MODES)
+        "(frame-index embedding), conv (+ 3-D convolution over frames and cells), gru (+ a "
+        "bidirectional GRU over the frames) or delta (gru + each cell's change from frame to "
+        "frame).", choices=TEMPORAL_MODES)
     context_dim: int = option(256, "Memory token size after projection when a grid or temporal "
-                              "option is on (0: keep the encoder's channels; conv and gru need "
-                              "> 0).", low=0)
+                              "option is on (0: keep the encoder's channels; conv, gru and "
+                              "delta need > 0).", low=0)
     decoder: str = option("sa_lstm", "Caption decoder: sa_lstm (the paper's soft-attention "
                           "LSTM) or transformer (self- and cross-attention layers).",
                           choices=DECODERS)
@@ -94,7 +95,7 @@ class ModelConfig:
         """Raises `UsageError` for options the encoder or decoder cannot take."""
         check(self)
         DECODERS[self.decoder].check(self)
-        if self.temporal in ("conv", "gru") and self.context_dim < 1:
+        if self.temporal in ("conv", "gru", "delta") and self.context_dim < 1:
             raise UsageError(f"--temporal={self.temporal} needs --context_dim > 0 (it runs on "
                              "projected features)")
         try:

@@ -14,12 +14,21 @@ apart, and pooling loses where the object is. This layer keeps both:
   of SA-LSTM's 3-D CNN for local motion: each token also describes how
   its neighbourhood changes from the frame before to the frame after, and
   the decoder's initial state (the mean of the tokens) sees the motion.
+- temporal `"gru"`: the position embeddings, then each frame's whole grid
+  through a bidirectional GRU over the frames, added to its tokens: every
+  token knows where things are before and after its frame.
+- temporal `"delta"`: `"gru"`, and before the GRU each token gets a
+  residual of how its cell changes (a ReLU layer over its difference
+  from the frame before and to the frame after, 0 past the ends), as
+  frame differencing gives motion: with an object per cell, a token says
+  whether and how that object moves or changes size then, and the mean
+  of the tokens (the decoder's initial state) whether anything changed.
 """
 
 import keras
 from keras import ops
 
-TEMPORAL_MODES = ("none", "position", "conv", "gru")
+TEMPORAL_MODES = ("none", "position", "conv", "gru", "delta")
 
 
 @keras.saving.register_keras_serializable(package="etenet_tf")
@@ -35,9 +44,10 @@ class SpatioTemporalContext(keras.layers.Layer):
         num_frames: frames per clip `T` (the time embedding has one row
             per frame; the serving graph resamples other frame counts).
         spatial_grid: cells per side `G` of the encoder's grid.
-        temporal: `"none"`, `"position"` or `"conv"` (see module docstring).
+        temporal: one of `TEMPORAL_MODES` (see module docstring).
         context_dim: token size `D`; 0 keeps the encoder's channels `C`
-            (not allowed with `"conv"`, whose kernel grows with `D^2`).
+            (not allowed with `"conv"`, `"gru"` or `"delta"`, whose
+            layers grow with `D^2`).
     """
 
     def __init__(self, num_frames, spatial_grid=1, temporal="conv", context_dim=256, **kwargs):
@@ -45,7 +55,7 @@ class SpatioTemporalContext(keras.layers.Layer):
         if temporal not in TEMPORAL_MODES:
             raise ValueError(f"temporal must be one of {', '.join(TEMPORAL_MODES)}, "
                              f"not {temporal!r}")
-        if temporal in ("conv", "gru") and not context_dim:
+        if temporal in ("conv", "gru", "delta") and not context_dim:
             raise ValueError(f"temporal={temporal!r} needs context_dim > 0")
         if num_frames < 1 or spatial_grid < 1:
             raise ValueError("num_frames and spatial_grid must be >= 1")
@@ -74,8 +84,13 @@ class SpatioTemporalContext(keras.layers.Layer):
         if cells > 1:
             self.cell_embedding = self.add_weight((cells, cells, dim), initializer=init,
                                                   name="cell_embedding")
+        self.change = None
+        if self.temporal == "delta":
+            self.change = keras.layers.Dense(dim, activation="relu", name="change",
+                                             dtype=policy)
+            self.change.build((None, self.num_frames, cells, cells, 2 * dim))
         self.clip_summary = None
-        if self.temporal == "gru":
+        if self.temporal in ("gru", "delta"):
             # each frame's whole grid -> a bidirectional GRU over frames: every
             # token learns where things are before and after its frame
             self.frame_summary = keras.layers.Dense(dim, activation="relu", name="frame_summary",
@@ -106,12 +121,20 @@ class SpatioTemporalContext(keras.layers.Layer):
         x = self.feature_norm(x)
         if self.projection is not None:
             x = self.projection(x)
+        change = None
+        if self.change is not None:  # from the features, before the embeddings
+            zeros = ops.zeros_like(x[:, :1])
+            step = x[:, 1:] - x[:, :-1]
+            change = self.change(ops.concatenate([ops.concatenate([zeros, step], axis=1),
+                                                  ops.concatenate([step, zeros], axis=1)], -1))
         if self.time_embedding is not None:
             x = x + ops.cast(self.time_embedding, x.dtype)[None, :, None, None, :]
         if self.cell_embedding is not None:
             x = x + ops.cast(self.cell_embedding, x.dtype)[None, None]
         if self.motion is not None:
             x = x + self.motion(x)
+        if change is not None:
+            x = x + change
         if self.clip_summary is not None:
             frames = ops.reshape(x, (-1, self.num_frames, cells * cells * x.shape[-1]))
             summary = self.summary_projection(self.clip_summary(self.frame_summary(frames)))
