@@ -47,6 +47,10 @@ Variants (all on the preset's budget: layer, sizes, epochs, rates):
                        the scenes shapes (`standin_encoder --objects=scenes`,
                        not a stand-in for ImageNet): what the decoder does
                        when the encoder sees the shape better
+    standin_delta_data3000_e60: standin_data3000_e60 with --temporal=delta
+                       (each token also carries its change from the frame
+                       before and to the frame after): the option that let
+                       oracle features say the events
 The stand-in encoder's weights come from `benchmarks.standin_encoder`
 (built first when `--standin_weights` does not exist), and so do the
 diagnostic encoder's (`--shapes_encoder_weights`).
@@ -73,7 +77,7 @@ def _shapes_encoder_flag(args):
 # 0.038-0.17 of the side: small / large, shrunk / grown)
 SHAPES_ENCODER = ("--objects=scenes", "--glyph_radius=0.038,0.17")
 LONG_RUN = ["--scenes_train_videos=3000", "--pretrain_epochs=60", "--batch_size=64",
-            "--best_metric=CIDEr", "--spatial_grid=3", "--temporal=gru"]
+            "--best_metric=CIDEr", "--spatial_grid=3"]
 
 VARIANTS = {
     "paper": ["--spatial_grid=1", "--temporal=none"],
@@ -92,8 +96,9 @@ VARIANTS = {
                          "--temporal=gru"],
     "standin_epochs100": [_standin_flag, "--pretrain_epochs=100", "--spatial_grid=3",
                           "--temporal=gru"],
-    "standin_data3000_e60": [_standin_flag, *LONG_RUN],
-    "shapesenc_data3000_e60": [_shapes_encoder_flag, *LONG_RUN],
+    "standin_data3000_e60": [_standin_flag, *LONG_RUN, "--temporal=gru"],
+    "shapesenc_data3000_e60": [_shapes_encoder_flag, *LONG_RUN, "--temporal=gru"],
+    "standin_delta_data3000_e60": [_standin_flag, *LONG_RUN, "--temporal=delta"],
 }
 METRICS = ("CIDEr", "acc_subject", "acc_action", "acc_object", "acc_region", "acc_order",
            "acc_all")
