@@ -172,10 +172,9 @@ def event_errors(predictions, seed, size):
     for kind in kinds.values():
         for key in ("right", "same kind", "other kind", "none"):
             kind[key] /= max(kind["clips"], 1)
-    for key, total in (("said one event", "clips with one event"),
-                       ("said two events", "clips with two events"),
-                       ("second actor right", "clips with two events"),
-                       ("second action right", "clips with two events")):
+    for key in ("said one event", "said two events", "second actor right",
+                "second action right"):
+        total = "clips with one event" if key == "said one event" else "clips with two events"
         second[key] /= max(second[total], 1)
     return {"actions": actions, "action kinds": kinds, "second event": second}
 

@@ -58,8 +58,6 @@ from etenet_tf.data import scenes  # noqa: E402
 ROOT = quality.ROOT
 LAYOUTS = ("cells", "objects")
 OBJECT_DIM = 18
-SOURCE_FRAMES = scenes.FRAMES  # what `scenes.generate` renders per clip
-SOURCE_SIZE = scenes.SIZE
 
 
 def object_vector(obj, state, size):
@@ -73,8 +71,8 @@ def object_vector(obj, state, size):
     return vector
 
 
-def oracle_features(scene, *, layout, num_frames, grid, channels, source_frames=SOURCE_FRAMES,
-                    size=SOURCE_SIZE):
+def oracle_features(scene, *, layout, num_frames, grid, channels, source_frames=scenes.FRAMES,
+                    size=scenes.SIZE):
     """float32 `[num_frames, grid, grid, channels]`: a perfect encoder's view
     of `scene` at the frames `prepare` samples from its `source_frames`."""
     from etenet_tf.data import video_decode
@@ -116,7 +114,7 @@ def write_oracle_records(records_dir, out_dir, scenes_seed, *, layout, num_frame
             def serialized(source=source):
                 for example in tf.data.TFRecordDataset(source).map(records.parse_frames):
                     video = example["video_id"].numpy().decode("utf-8")
-                    scene = scenes.scene_of_clip(video, scenes_seed, SOURCE_SIZE)
+                    scene = scenes.scene_of_clip(video, scenes_seed, scenes.SIZE)
                     yield records.features_example(
                         video, oracle_features(scene, layout=layout, num_frames=num_frames,
                                                grid=grid, channels=channels),
@@ -181,8 +179,8 @@ def run_seed(config, *, layout, work_dir, unseen_records, unseen_seed, trained=N
             attributes=attributes_data.load(records_dir))
         write_json(os.path.join(config.model_dir, f"predictions_{split}.json"), predictions)
         result["pretrain"][split] = scores
-        result["mentions"][split] = scenes_mentions.mentions(predictions, seed, SOURCE_SIZE)
-        result["events"][split] = scenes_mentions.event_errors(predictions, seed, SOURCE_SIZE)
+        result["mentions"][split] = scenes_mentions.mentions(predictions, seed, scenes.SIZE)
+        result["events"][split] = scenes_mentions.event_errors(predictions, seed, scenes.SIZE)
     return result
 
 
