@@ -51,9 +51,15 @@ Variants (all on the preset's budget: layer, sizes, epochs, rates):
                        (each token also carries its change from the frame
                        before and to the frame after): the option that let
                        oracle features say the events
+    smallstandin_delta_data3000_e60: the same with a stand-in trained on its
+                       glyphs (not the scenes shapes) drawn at the scenes
+                       objects' sizes (`standin_encoder
+                       --glyph_radius=0.038,0.17`): does a stand-in that
+                       sees small objects keep their shape?
 The stand-in encoder's weights come from `benchmarks.standin_encoder`
 (built first when `--standin_weights` does not exist), and so do the
-diagnostic encoder's (`--shapes_encoder_weights`).
+diagnostic encoder's (`--shapes_encoder_weights`) and the small-glyph
+stand-in's (`--small_standin_weights`).
 """
 
 import os
@@ -73,9 +79,15 @@ def _shapes_encoder_flag(args):
     return f"--encoder_weights={os.path.abspath(args.shapes_encoder_weights)}"
 
 
+def _small_standin_flag(args):
+    return f"--encoder_weights={os.path.abspath(args.small_standin_weights)}"
+
+
 # the diagnostic encoder: the scenes shapes at the clips' sizes (radius
 # 0.038-0.17 of the side: small / large, shrunk / grown)
 SHAPES_ENCODER = ("--objects=scenes", "--glyph_radius=0.038,0.17")
+# the stand-in's glyphs (not the scenes shapes) at the scenes objects' sizes
+SMALL_STANDIN = ("--glyph_radius=0.038,0.17",)
 LONG_RUN = ["--scenes_train_videos=3000", "--pretrain_epochs=60", "--batch_size=64",
             "--best_metric=CIDEr", "--spatial_grid=3"]
 
@@ -99,6 +111,7 @@ VARIANTS = {
     "standin_data3000_e60": [_standin_flag, *LONG_RUN, "--temporal=gru"],
     "shapesenc_data3000_e60": [_shapes_encoder_flag, *LONG_RUN, "--temporal=gru"],
     "standin_delta_data3000_e60": [_standin_flag, *LONG_RUN, "--temporal=delta"],
+    "smallstandin_delta_data3000_e60": [_small_standin_flag, *LONG_RUN, "--temporal=delta"],
 }
 METRICS = ("CIDEr", "acc_subject", "acc_action", "acc_object", "acc_region", "acc_order",
            "acc_all")
@@ -109,7 +122,9 @@ def build_standin(args, variants):
     when a variant needs them and the file does not exist."""
     for flag, path, options in ((_standin_flag, args.standin_weights, ()),
                                 (_shapes_encoder_flag, args.shapes_encoder_weights,
-                                 SHAPES_ENCODER)):
+                                 SHAPES_ENCODER),
+                                (_small_standin_flag, args.small_standin_weights,
+                                 SMALL_STANDIN)):
         if any(flag in VARIANTS[v] for v in variants) and not os.path.exists(path):
             subprocess.run([sys.executable, "-m", "benchmarks.standin_encoder",
                             f"--output={path}", *options], cwd=ROOT, check=True,
@@ -134,6 +149,10 @@ def parse(argv):
                    default=os.path.join(ROOT, "runs", "standin_scenes", "standin.weights.h5"),
                    help="the diagnostic encoder's weights (standin_encoder "
                         f"{' '.join(SHAPES_ENCODER)}; built when missing)")
+    p.add_argument("--small_standin_weights",
+                   default=os.path.join(ROOT, "runs", "standin_small", "standin.weights.h5"),
+                   help="the small-glyph stand-in's weights (standin_encoder "
+                        f"{' '.join(SMALL_STANDIN)}; built when missing)")
     return quality.check_args(p, BENCHMARK, p.parse_args(argv))
 
 

@@ -283,15 +283,17 @@ def test_scenes_event_errors_tell_a_wrong_kind_of_action_and_a_missing_second_ev
 
 def test_each_encoder_a_variant_needs_is_built_once_when_missing(tmp_path, monkeypatch):
     """The stand-in is built with the defaults, the diagnostic shapes
-    encoder with `--objects=scenes`, each only for variants that use it
-    and only when its file is missing."""
+    encoder with `--objects=scenes`, the small-glyph stand-in with its
+    radius, each only for variants that use it and only when its file is
+    missing."""
     import argparse
 
     from benchmarks import scenes_quality
     built = []
     monkeypatch.setattr(scenes_quality.subprocess, "run", lambda cmd, **_: built.append(cmd))
     args = argparse.Namespace(standin_weights=str(tmp_path / "a.weights.h5"),
-                              shapes_encoder_weights=str(tmp_path / "b.weights.h5"))
+                              shapes_encoder_weights=str(tmp_path / "b.weights.h5"),
+                              small_standin_weights=str(tmp_path / "c.weights.h5"))
     scenes_quality.build_standin(args, ["preset", "shapesenc_data3000_e60"])
     assert len(built) == 1 and "--objects=scenes" in built[0]
     assert f"--output={args.shapes_encoder_weights}" in built[0]
@@ -299,3 +301,7 @@ def test_each_encoder_a_variant_needs_is_built_once_when_missing(tmp_path, monke
     (tmp_path / "b.weights.h5").write_bytes(b"")
     scenes_quality.build_standin(args, ["standin_data3000_e60", "shapesenc_data3000_e60"])
     assert built == [[*built[0][:3], f"--output={args.standin_weights}"]]
+    built.clear()
+    scenes_quality.build_standin(args, ["smallstandin_delta_data3000_e60"])
+    assert built == [[*built[0][:3], f"--output={args.small_standin_weights}",
+                      "--glyph_radius=0.038,0.17"]]
