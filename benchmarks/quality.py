@@ -79,6 +79,17 @@ def read_test_scores(model_dir, stage):
         return json.load(f)
 
 
+def keep_predictions(model_dir, stage, split_name):
+    """Copies the captions evaluate just wrote (`evaluation/<stage>_test_
+    predictions.json`, the same name for both test sets) to
+    `<model_dir>/predictions_<stage>_<split_name>.json`, where the next
+    evaluation does not overwrite them."""
+    from etenet_tf.files import read_bytes, write_bytes
+    source = os.path.join(model_dir, "evaluation", f"{stage}_test_predictions.json")
+    write_bytes(os.path.join(model_dir, f"predictions_{stage}_{split_name}.json"),
+                read_bytes(source))
+
+
 def variant_flags(benchmark, args, variant):
     """The main.py flags of a variant (callables resolved against `args`)."""
     return [flag(args) if callable(flag) else flag for flag in benchmark.variants[variant]]
@@ -86,7 +97,8 @@ def variant_flags(benchmark, args, variant):
 
 def run_one(benchmark, args, variant, seed, records, unseen):
     """Trains one variant with one seed, stage by stage, resuming what an
-    earlier call finished; returns `{stage: {split: scores}, "seconds": ...}`."""
+    earlier call finished; returns `{stage: {split: scores}, "seconds": ...}`.
+    Each evaluation's captions are kept (`keep_predictions`)."""
     from etenet_tf.files import write_json
     model_dir = os.path.join(args.work_dir, f"{variant}_seed{seed}")
     log = os.path.join(args.work_dir, f"{variant}_seed{seed}.log")
@@ -111,6 +123,7 @@ def run_one(benchmark, args, variant, seed, records, unseen):
             run_main(flags + [f"--records_dir={records_dir}", "--stage=evaluate",
                               f"--checkpoint={stage}"], log)
             result.setdefault(stage, {})[split_name] = read_test_scores(model_dir, stage)
+            keep_predictions(model_dir, stage, split_name)
             write_json(saved, result)
     return result
 

@@ -100,6 +100,9 @@ def recorded_main(monkeypatch):
             scores = {m: seed / 10 for m in scenes_quality.METRICS}
             with open(os.path.join(out, f"{flags['checkpoint']}_test_scores.json"), "w") as f:
                 json.dump(scores, f)
+            with open(os.path.join(out, f"{flags['checkpoint']}_test_predictions.json"),
+                      "w") as f:
+                json.dump({"records": flags["records_dir"]}, f)
         return 2.0
 
     monkeypatch.setattr(quality, "run_main", fake_main)
@@ -109,8 +112,9 @@ def recorded_main(monkeypatch):
 def test_quality_driver_evaluates_with_the_variants_flags_resumes_and_summarises(
         tmp_path, recorded_main, capsys):
     """Every evaluation carries its variant's model flags (the preset's alone
-    contradict the stored model: exit 2), a second call trains nothing,
-    and the summary is min / median / max over the seeds."""
+    contradict the stored model: exit 2), each keeps its captions, a second
+    call trains nothing, and the summary is min / median / max over the
+    seeds."""
     from benchmarks import scenes_quality
     calls = recorded_main
     weights = tmp_path / "standin.weights.h5"
@@ -126,6 +130,8 @@ def test_quality_driver_evaluates_with_the_variants_flags_resumes_and_summarises
         expected = scenes_quality.VARIANTS[variant][-2:]  # its grid and temporal flags
         assert all(flag in call for flag in expected), call
         assert (f"--encoder_weights={weights}" in call) == (variant == "standin_paper")
+    kept = tmp_path / "work" / "preset_seed1" / "predictions_finetune_unseen.json"
+    assert json.loads(kept.read_text())["records"].startswith(str(tmp_path / "work" / "unseen"))
     assert table["preset"]["finetune"]["unseen"]["acc_all"] == [0.0, 0.1, 0.5, 3]
     assert table["preset"]["seconds"]["pretrain"] == [2.0, 2.0, 2.0, 3]
     assert "| preset | finetune | unseen | 3 |" in capsys.readouterr().out
