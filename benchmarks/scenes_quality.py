@@ -71,23 +71,34 @@ from benchmarks import quality
 ROOT = quality.ROOT
 
 
-def _standin_flag(args):
-    return f"--encoder_weights={os.path.abspath(args.standin_weights)}"
+# the encoders this benchmark builds with `benchmarks.standin_encoder`:
+# `--<name>` (its weights file) -> (default directory under runs/, what it
+# is, the builder's options)
+BUILT_ENCODERS = {
+    # the stand-in for ImageNet: its glyphs at the builder's defaults
+    "standin_weights": ("standin", "the stand-in encoder's weights", ()),
+    # the diagnostic encoder: the scenes shapes at the clips' sizes (radius
+    # 0.038-0.17 of the side: small / large, shrunk / grown)
+    "shapes_encoder_weights": ("standin_scenes", "the diagnostic encoder's weights",
+                               ("--objects=scenes", "--glyph_radius=0.038,0.17")),
+    # the stand-in's glyphs (not the scenes shapes) at the scenes objects' sizes
+    "small_standin_weights": ("standin_small", "the small-glyph stand-in's weights",
+                              ("--glyph_radius=0.038,0.17",)),
+}
 
 
-def _shapes_encoder_flag(args):
-    return f"--encoder_weights={os.path.abspath(args.shapes_encoder_weights)}"
+def _weights_flag(name):
+    """A variant's `--encoder_weights` flag for the built encoder `name`
+    (resolved against the parsed arguments)."""
+    def flag(args):
+        return f"--encoder_weights={os.path.abspath(getattr(args, name))}"
+    flag.encoder = name
+    return flag
 
 
-def _small_standin_flag(args):
-    return f"--encoder_weights={os.path.abspath(args.small_standin_weights)}"
-
-
-# the diagnostic encoder: the scenes shapes at the clips' sizes (radius
-# 0.038-0.17 of the side: small / large, shrunk / grown)
-SHAPES_ENCODER = ("--objects=scenes", "--glyph_radius=0.038,0.17")
-# the stand-in's glyphs (not the scenes shapes) at the scenes objects' sizes
-SMALL_STANDIN = ("--glyph_radius=0.038,0.17",)
+_standin_flag = _weights_flag("standin_weights")
+_shapes_encoder_flag = _weights_flag("shapes_encoder_weights")
+_small_standin_flag = _weights_flag("small_standin_weights")
 LONG_RUN = ["--scenes_train_videos=3000", "--pretrain_epochs=60", "--batch_size=64",
             "--best_metric=CIDEr", "--spatial_grid=3"]
 
@@ -120,12 +131,11 @@ METRICS = ("CIDEr", "acc_subject", "acc_action", "acc_object", "acc_region", "ac
 def build_standin(args, variants):
     """The stand-in's (and the diagnostic encoder's) weights, built first
     when a variant needs them and the file does not exist."""
-    for flag, path, options in ((_standin_flag, args.standin_weights, ()),
-                                (_shapes_encoder_flag, args.shapes_encoder_weights,
-                                 SHAPES_ENCODER),
-                                (_small_standin_flag, args.small_standin_weights,
-                                 SMALL_STANDIN)):
-        if any(flag in VARIANTS[v] for v in variants) and not os.path.exists(path):
+    needed = {flag.encoder for v in variants for flag in VARIANTS[v]
+              if hasattr(flag, "encoder")}
+    for name, (_, _, options) in BUILT_ENCODERS.items():
+        path = getattr(args, name)
+        if name in needed and not os.path.exists(path):
             subprocess.run([sys.executable, "-m", "benchmarks.standin_encoder",
                             f"--output={path}", *options], cwd=ROOT, check=True,
                            env=dict(os.environ, PYTHONPATH=ROOT))
@@ -142,17 +152,11 @@ BENCHMARK = quality.Benchmark(
 
 def parse(argv):
     p = quality.parser(BENCHMARK, __doc__.splitlines()[0])
-    p.add_argument("--standin_weights",
-                   default=os.path.join(ROOT, "runs", "standin", "standin.weights.h5"),
-                   help="the stand-in encoder's weights (built when missing)")
-    p.add_argument("--shapes_encoder_weights",
-                   default=os.path.join(ROOT, "runs", "standin_scenes", "standin.weights.h5"),
-                   help="the diagnostic encoder's weights (standin_encoder "
-                        f"{' '.join(SHAPES_ENCODER)}; built when missing)")
-    p.add_argument("--small_standin_weights",
-                   default=os.path.join(ROOT, "runs", "standin_small", "standin.weights.h5"),
-                   help="the small-glyph stand-in's weights (standin_encoder "
-                        f"{' '.join(SMALL_STANDIN)}; built when missing)")
+    for name, (directory, what, options) in BUILT_ENCODERS.items():
+        built = f"standin_encoder {' '.join(options)}; " if options else ""
+        p.add_argument(f"--{name}",
+                       default=os.path.join(ROOT, "runs", directory, "standin.weights.h5"),
+                       help=f"{what} ({built}built when missing)")
     return quality.check_args(p, BENCHMARK, p.parse_args(argv))
 
 
