@@ -33,6 +33,7 @@ BENCHMARKS = {
     "caption_library": "caption_library",    # 9
     "beam_prepare": "beam_prepare",          # 10 (skipped without apache-beam)
     "finetune_memory": "finetune_memory",    # 11
+    "epoch_end": "epoch_end",                # 12
 }
 
 
@@ -124,6 +125,14 @@ def parse(argv):
                         "f32, f32_blocks, f32_planned, bf16, bf16_planned")
     p.add_argument("--memory_repeats", type=int, default=3,
                    help="finetune memory benchmark: timed steps after the first")
+    p.add_argument("--epoch_end_batch_size", type=int, default=2,
+                   help="epoch end benchmark: videos per step (the shapes records' 96 train "
+                        "clips make 48 steps at 2)")
+    p.add_argument("--epoch_end_step_seconds", type=float, default=0.3,
+                   help="epoch end benchmark: how long the consumer takes per batch, as a "
+                        "training step would")
+    p.add_argument("--epoch_end_epochs", type=int, default=3,
+                   help="epoch end benchmark: epochs timed each way")
     p.add_argument("--mixed_precision", choices=("none", "bfloat16"), default="none",
                    help="precision of the in-process benchmarks (finetune_memory sets its own)")
     args = p.parse_args(argv)

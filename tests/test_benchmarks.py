@@ -32,6 +32,7 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
         # one fresh process: a remat finetune step
         "--memory_image_size=75", "--memory_frames=2", "--memory_batch_sizes=1",
         "--memory_configs=f32_planned", "--memory_repeats=1",
+        "--epoch_end_step_seconds=0", "--epoch_end_epochs=1",
     ])
     report = json.loads(output.read_text())
     assert report["machine"]["cores"] >= 1 and report["machine"]["tensorflow"]
@@ -76,6 +77,8 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
     step = memory["batches"]["1"]
     assert step["peak_minus_before_mb"] > 0 and step["step_seconds"] > 0
     assert step["images_per_step"] == 2 and step["step_cpu_seconds"] > 0
+    epoch_end = by_name["epoch_end"][0]["details"]
+    assert len(epoch_end["wait_seconds_loop"]) == len(epoch_end["wait_seconds_distributed"]) == 1
     table = capsys.readouterr().out
     assert "pretrain epoch: cached features vs frozen encoder" in table and "skipped:" in table
 

@@ -22,6 +22,17 @@ from etenet_tf.errors import MissingInputError
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def _without_autotuning(ds):
+    """`ds` with tf.data's autotuning thread off (`AUTOTUNE` parallel calls
+    then run one per core). An iterator freed before its input ends (each
+    training epoch's, which stops at its step count) waits for that thread's
+    next wake-up, which comes at doubling intervals up to a minute: 6 to 36 s
+    of idle cores per epoch (`python -m benchmarks.run --only=epoch_end`)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
 def _read(files, kind):
     if not files:
         raise MissingInputError("no record files given to the input pipeline")
@@ -74,7 +85,7 @@ def train_dataset(files, kind, tokenizer, batch_size, *, epoch=0, seed=0, image_
         return x, ids[1:]
 
     ds = ds.map(to_example, num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    return _without_autotuning(ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE))
 
 
 def references_dataset(files, kind, tokenizer, batch_size, *, epoch=0, seed=0, image_size=None,
@@ -94,7 +105,8 @@ def references_dataset(files, kind, tokenizer, batch_size, *, epoch=0, seed=0, i
         return {kind: _inputs(example, kind, image_size), "references": references}
 
     ds = ds.map(to_example, num_parallel_calls=AUTOTUNE)
-    return ds.padded_batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    return _without_autotuning(
+        ds.padded_batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE))
 
 
 def eval_dataset(files, kind, batch_size, *, image_size=None, input_context=None):
@@ -111,10 +123,10 @@ def eval_dataset(files, kind, batch_size, *, image_size=None, input_context=None
         }
 
     ds = ds.map(to_example, num_parallel_calls=AUTOTUNE)
-    return ds.padded_batch(batch_size, padding_values={
+    return _without_autotuning(ds.padded_batch(batch_size, padding_values={
         "video_id": "", kind: tf.constant(0, tf.uint8 if kind == "frames" else tf.float32),
         "references": "",
-    }).prefetch(AUTOTUNE)
+    }).prefetch(AUTOTUNE))
 
 
 def steps_per_epoch(num_videos, global_batch_size):

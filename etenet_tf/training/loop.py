@@ -218,6 +218,11 @@ class Trainer:
             # every pipeline yields the same number of batches, or workers hang
             return ds.take(steps * replicas_here).skip(skip * replicas_here)
 
+        if self.strategy.num_replicas_in_sync == 1 and strategy_lib.num_workers(self.strategy) == 1:
+            # one replica: the plain dataset. A distributed iterator, freed at
+            # the epoch's end, waits for the autotuning thread of its device
+            # prefetch to wake up (seen: 6-36 s per epoch with both cores idle)
+            return dataset_fn(tf.distribute.InputContext())
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def fit(self, make_dataset, *, num_videos, epochs, validate, best_metric="CIDEr"):
