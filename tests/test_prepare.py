@@ -97,6 +97,19 @@ def test_train_batches_are_deterministic_per_epoch(shapes_records):
     assert x["frames"].dtype == tf.uint8 and x["tokens"].shape == (8, 9) and y.shape == (8, 9)
 
 
+def test_input_pipelines_run_without_tf_data_autotuning(shapes_records):
+    """Freeing an autotuned iterator before its input ends, as every training
+    epoch does, waits for the autotuning thread's next wake-up (6-36 s of
+    idle cores; `python -m benchmarks.run --only=epoch_end` times it)."""
+    files = records.list_shards(shapes_records.data.records_dir, "train")
+    vocab = vocabulary.Vocabulary.load(os.path.join(shapes_records.data.records_dir, "vocab.txt"))
+    tok = tokenizer.CaptionTokenizer(vocab, 10)
+    for ds in (pipeline.train_dataset(files, "frames", tok, 8, image_size=75),
+               pipeline.references_dataset(files, "frames", tok, 8, image_size=75),
+               pipeline.eval_dataset(files, "frames", 8, image_size=75)):
+        assert ds.options().autotune.enabled is False
+
+
 def test_prepare_with_every_kind_of_bad_video_completes(tmp_path):
     """Each bad file is either handled (written) or skipped and reported."""
     from test_video_decode import write_audio_only, write_clip, write_gif_bomb

@@ -3,7 +3,8 @@
 Why not `model.fit`: it fails under MultiWorkerMirroredStrategy in Keras 3
 (keras-team/keras#20585), it cannot give the encoder its own learning rate
 without a second optimizer, and it cannot resume in the middle of an epoch.
-This loop runs `strategy.run` over a distributed dataset, with:
+This loop runs `strategy.run` over a distributed dataset (over the plain
+one with a single replica, see `distributed_epoch`), with:
 
 - the loss of an `Objective` (teacher forcing, self-critical, ...);
 - two Adam optimizers: decoder, and (finetune) encoder at a lower rate;
