@@ -78,7 +78,7 @@ def test_benchmarks_run_and_report(tmp_path, capsys):
     assert step["peak_minus_before_mb"] > 0 and step["step_seconds"] > 0
     assert step["images_per_step"] == 2 and step["step_cpu_seconds"] > 0
     epoch_end = by_name["epoch_end"][0]["details"]
-    assert len(epoch_end["wait_seconds_loop"]) == len(epoch_end["wait_seconds_distributed"]) == 1
+    assert len(epoch_end["wait_seconds_now"]) == len(epoch_end["wait_seconds_before"]) == 1
     table = capsys.readouterr().out
     assert "pretrain epoch: cached features vs frozen encoder" in table and "skipped:" in table
 
